@@ -1,0 +1,3 @@
+from edgerec.cli import main
+
+main()

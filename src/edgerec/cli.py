@@ -1,0 +1,82 @@
+"""The ``edgerec`` command line.
+
+Each area registers its own commands from ``edgerec.commands.<area>``; heavy imports
+(torch, pandas, onnx) happen inside the commands, so ``edgerec --help``, ``recommend``
+and ``info`` work in a runtime-only install. Errors edgerec raises on purpose print one
+line and exit 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from edgerec import __version__
+
+app = typer.Typer(
+    name="edgerec",
+    help="Long/short-term interest recommender: train, export to ONNX, serve, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+AREAS = ("data", "evaluate", "train", "export", "runtime", "bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgerec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+
+
+for _area in AREAS:
+    try:
+        _module = importlib.import_module(f"edgerec.commands.{_area}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"edgerec.commands.{_area}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from edgerec.errors import EdgerecError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", None)
+        if code is None:
+            code = getattr(e, "code", 0)
+        sys.exit(code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # the CLI's one place that turns errors into messages
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click/typer usage errors
+            e.show()
+            sys.exit(e.exit_code)
+        if debug:
+            raise
+        kind = "error" if isinstance(e, EdgerecError | ValueError | OSError) else "internal error"
+        typer.echo(f"{kind}: {e}", err=True)
+        if kind == "internal error":
+            typer.echo("(run with --debug for the traceback)", err=True)
+        sys.exit(2 if kind == "error" else 1)

@@ -1,0 +1,142 @@
+"""Generic event logs (CSV or Parquet) with a column mapping, for users' own data.
+
+Ids are kept as strings: an app's ids can be anything, and the runtime matches the
+history ids users pass in against these strings (ints are converted with ``str``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edgerec.data.build import build_dataset, make_catalog
+from edgerec.data.schema import Dataset, LoadReport
+from edgerec.data.tables import read_table
+from edgerec.errors import DataError
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which column of the user's files holds what."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    behaviour: str | None = None  # rating or event type; optional
+    title: str = "title"
+    categories: str | None = "categories"  # "a|b|c" in one column; optional
+    text: tuple[str, ...] = ()  # extra text columns appended to the title
+    category_sep: str = "|"
+
+    @classmethod
+    def parse(cls, spec: str | None) -> ColumnMap:
+        """``"user=uid,item=sku,timestamp=ts,text=description+brand"`` -> ColumnMap."""
+        if not spec:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        values: dict = {}
+        for part in spec.split(","):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise DataError(f"--columns: cannot read {part!r}; keys are {sorted(known)}")
+            values[key] = tuple(v for v in value.split("+") if v) if key == "text" else value
+        return cls(**values)
+
+
+def _read_any(path: Path, columns: list[str], report: LoadReport, strict: bool) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except Exception as e:  # pyarrow raises many types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+        frame = frame[columns].astype(str)
+        frame["_line"] = np.arange(1, len(frame) + 1)  # row numbers for Parquet
+        if frame.empty:
+            raise DataError(f"{path}: no rows")
+        return frame
+    return read_table(
+        path, columns=columns, sep=",", header=True, quoted=True, report=report, strict=strict
+    )
+
+
+def _timestamps(values: pd.Series, source: str) -> np.ndarray:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if not numeric.isna().any():
+        return numeric.astype(np.int64).to_numpy()
+    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    if parsed.isna().any():
+        bad = values[parsed.isna()].iloc[0]
+        raise DataError(f"{source}: timestamp {bad!r} is neither a number nor a date")
+    return (parsed.astype("int64") // 10**9).to_numpy()
+
+
+def load_event_log(
+    data_dir: Path,
+    *,
+    fmt: str = "csv",
+    columns: ColumnMap | None = None,
+    strict: bool = False,
+    kcore: int = 0,
+) -> Dataset:
+    """``data_dir`` holds ``events.<fmt>`` and optionally ``items.<fmt>``."""
+    cm = columns or ColumnMap()
+    data_dir = Path(data_dir)
+    events_path = data_dir / f"events.{fmt}" if data_dir.is_dir() else data_dir
+    items_path = events_path.with_name(f"items.{fmt}")
+    report = LoadReport()
+    ev_cols = [cm.user, cm.item, cm.timestamp] + ([cm.behaviour] if cm.behaviour else [])
+    events = _read_any(events_path, ev_cols, report, strict)
+    if items_path.is_file():
+        item_cols = [cm.item, cm.title] + list(cm.text)
+        probe = _read_any(items_path, item_cols, report, strict)
+        has_cats = False
+        if cm.categories:
+            try:
+                items = _read_any(items_path, item_cols + [cm.categories], report, strict)
+                has_cats = True
+            except DataError:
+                items = probe
+        else:
+            items = probe
+        ids = items[cm.item].astype(str).str.strip().to_numpy(dtype=object)
+        if has_cats:
+            split = items[cm.categories].fillna("").str.split(cm.category_sep)
+            names = sorted({c.strip() for cs in split for c in cs if c.strip()})
+            index = {c: i for i, c in enumerate(names)}
+            cats = np.zeros((len(ids), len(names)), dtype=bool)
+            for row, cs in enumerate(split):
+                for c in cs:
+                    if c.strip() in index:
+                        cats[row, index[c.strip()]] = True
+        else:
+            names, cats = [], np.zeros((len(ids), 0), dtype=bool)
+        extra = None
+        if cm.text:
+            extra = items[list(cm.text)].fillna("").astype(str).agg(". ".join, axis=1).tolist()
+        catalog = make_catalog(ids, items[cm.title].astype(str).tolist(), cats, tuple(names), extra)
+    else:
+        ids = np.unique(events[cm.item].astype(str).str.strip().to_numpy(dtype=object))
+        report.note(f"{items_path} not found: item text is the item id alone")
+        catalog = make_catalog(ids, [str(i) for i in ids], np.zeros((len(ids), 0), bool), ())
+    source = str(events_path)
+    return build_dataset(
+        f"{fmt}:{events_path.name}",
+        users=events[cm.user].astype(str).str.strip().to_numpy(dtype=object),
+        items=events[cm.item].astype(str).str.strip().to_numpy(dtype=object),
+        timestamps=_timestamps(events[cm.timestamp], source),
+        behaviours=events[cm.behaviour].to_numpy() if cm.behaviour else None,
+        lines=events["_line"].to_numpy(),
+        source=source,
+        catalog=catalog,
+        report=report,
+        kcore=kcore,
+    )

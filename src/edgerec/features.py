@@ -1,0 +1,58 @@
+"""Feature encodings shared by training and the runtime (numpy only).
+
+The trainer and the torch-free runtime must turn a history into exactly the same
+integer inputs, so the encoding lives here, outside both, with no heavy imports.
+Sequences are right-padded: event ``t`` of a user sits at position ``t``; padding
+(item 0, behaviour 0, gap bucket 0) follows the last real event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GAP_PAD = 0
+GAP_FIRST = 1  # the first event of a history has no predecessor
+GAP_LOG2_BUCKETS = 32  # floor(log2(1 + seconds)) clipped to 0..31 (about 68 years)
+N_GAP_BUCKETS = 2 + GAP_LOG2_BUCKETS
+
+
+def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Log-scale bucket of the time since the previous event, per right-padded position."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.zeros(ts.shape, dtype=np.int64)
+    if ts.shape[1] == 0:
+        return out
+    gaps = np.maximum(np.diff(ts, axis=1), 0).astype(np.float64)
+    buckets = 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
+    out[:, 0] = GAP_FIRST
+    out[:, 1:] = buckets
+    positions = np.arange(ts.shape[1])[None, :]
+    out[positions >= lengths[:, None]] = GAP_PAD
+    return out
+
+
+def pad_histories(
+    items: list[np.ndarray],
+    behaviours: list[np.ndarray],
+    timestamps: list[np.ndarray],
+    max_len: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Right-pad the most recent ``max_len`` events of each history.
+
+    Returns (items, behaviours, gap_buckets, lengths) as int64 arrays; a history
+    longer than ``max_len`` keeps its latest events.
+    """
+    n = len(items)
+    lengths = np.array([min(len(x), max_len) for x in items], dtype=np.int64)
+    width = max(int(lengths.max()) if n else 1, 1)
+    it = np.zeros((n, width), dtype=np.int64)
+    be = np.zeros((n, width), dtype=np.int64)
+    ts = np.zeros((n, width), dtype=np.int64)
+    for row in range(n):
+        k = lengths[row]
+        if k:
+            it[row, :k] = items[row][-k:]
+            be[row, :k] = behaviours[row][-k:]
+            ts[row, :k] = timestamps[row][-k:]
+    return it, be, gap_buckets(ts, lengths), lengths

@@ -1,0 +1,71 @@
+"""Every hyper-parameter of the model and its training, as plain values.
+
+``ModelConfig`` is what an exported bundle and a checkpoint must agree on; ``TrainConfig``
+is how it was trained. Both round-trip through JSON so a run directory says exactly
+what produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+ABLATIONS = ("long", "short", "text", "id", "aux")
+
+
+@dataclass
+class ModelConfig:
+    n_items: int = 0
+    n_behaviours: int = 1
+    n_categories: int = 0
+    text_dim: int = 384
+    dim: int = 64  # scoring dimension d
+    hidden: int = 64  # LSTM hidden size per direction
+    max_len: int = 50
+    window: int = 5  # short-term window W
+    dropout: float = 0.2
+    id_dropout: float = 0.1  # items trained without their ID embedding, for cold start
+    learn_temperature: bool = True
+    ablate: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ablate"] = list(self.ablate)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        values["ablate"] = tuple(values.get("ablate", ()))
+        return cls(**values)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    clip_norm: float = 1.0
+    patience: int = 3
+    seed: int = 0
+    loss_weights: dict = field(
+        default_factory=lambda: {"retrieval": 1.0, "behaviour": 0.2, "interest": 0.2}
+    )
+    uncertainty_weighting: bool = False
+    sampled_softmax: str = "auto"  # "auto" | "on" | "off"
+    full_softmax_max_items: int = 50_000
+    num_negatives: int = 2048
+    eval_batch_size: int = 512
+    device: str = "auto"
+    text_encoder: str | None = None
+    finetune_layers: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,172 @@
+"""The long/short-term interest model, top to bottom.
+
+Item tower: a frozen text embedding (from a BERT-family encoder, precomputed) is
+projected to the scoring space and added to a learned ID embedding, so warm items carry
+collaborative signal while a brand-new item still gets a usable text-only vector.
+
+User tower: each history event is its item vector plus a behaviour embedding (e.g. the
+rating) plus a time-gap bucket embedding, read by a bidirectional LSTM. The two
+directions are two LSTMs over right-padded sequences; the backward one reads each
+sequence reversed *within its own length*, so padding never reaches a real position and
+no ``pack_padded_sequence`` is needed (it does not export to ONNX cleanly).
+  - long-term interest: attention pooling over all outputs;
+  - short-term interest: the last ``window`` outputs plus the forward state at the end;
+  - a learned gate g = sigmoid(MLP[long; short]) fuses them: u = g*long + (1-g)*short.
+
+Score = u . v_item / temperature. Auxiliary heads predict the next event's behaviour and
+the next item's categories (from the short-term vector) and the user's category
+distribution (from the long-term vector).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgerec.features import N_GAP_BUCKETS
+from edgerec.training.config import ModelConfig
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse the first ``lengths[b]`` steps of each row of (B, L, ...); padding stays put."""
+    L = x.shape[1]
+    pos = torch.arange(L, device=x.device).unsqueeze(0)  # (1, L)
+    rev = lengths.unsqueeze(1) - 1 - pos
+    idx = torch.where(rev >= 0, rev, pos)  # (B, L)
+    idx = idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    return torch.gather(x, 1, idx)
+
+
+class ItemTower(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("text_embeddings", torch.zeros(cfg.n_items + 1, cfg.text_dim))
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
+        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.dim, padding_idx=0)
+        nn.init.normal_(self.id_emb.weight, std=0.02)
+        with torch.no_grad():
+            self.id_emb.weight[0].zero_()
+
+    def project_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Text-only item vector: what a cold item gets from the exported text encoder."""
+        return self.text_proj(text)
+
+    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of ``items`` (any shape) or of the whole table (n_items+1, dim)."""
+        text = self.text_embeddings if items is None else self.text_embeddings[items]
+        ids = self.id_emb.weight if items is None else self.id_emb(items)
+        use_text = "text" not in self.cfg.ablate
+        use_id = "id" not in self.cfg.ablate
+        vec = torch.zeros_like(ids)
+        if use_text:
+            vec = vec + self.project_text(text)
+        if use_id:
+            if self.training and use_text and self.cfg.id_dropout > 0:
+                keep_shape = ids.shape[:-1] + (1,)
+                keep = (torch.rand(keep_shape, device=ids.device) >= self.cfg.id_dropout).to(ids)
+                ids = ids * keep
+            vec = vec + ids
+        return vec
+
+
+class UserTower(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, h = cfg.dim, cfg.hidden
+        self.behaviour_emb = nn.Embedding(cfg.n_behaviours, d, padding_idx=0)
+        self.gap_emb = nn.Embedding(N_GAP_BUCKETS, d, padding_idx=0)
+        self.input_norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lstm_fwd = nn.LSTM(d, h, batch_first=True)
+        self.lstm_bwd = nn.LSTM(d, h, batch_first=True)
+        self.attn = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 1))
+        self.long_out = nn.Linear(2 * h, d)
+        self.short_out = nn.Linear(3 * h, d)
+        self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, d))
+
+    def forward(
+        self,
+        item_vectors: torch.Tensor,  # (B, L, d), zero at padding
+        behaviours: torch.Tensor,  # (B, L) int
+        gaps: torch.Tensor,  # (B, L) int
+        lengths: torch.Tensor,  # (B,) int, >= 1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (user vector, gate towards long-term in [0,1], long, short)."""
+        B, L, _ = item_vectors.shape
+        pos = torch.arange(L, device=item_vectors.device).unsqueeze(0)
+        valid = pos < lengths.unsqueeze(1)  # (B, L)
+        x = item_vectors + self.behaviour_emb(behaviours) + self.gap_emb(gaps)
+        x = self.drop(self.input_norm(x)) * valid.unsqueeze(-1).to(x.dtype)
+        fwd, _ = self.lstm_fwd(x)
+        bwd_rev, _ = self.lstm_bwd(reverse_within_length(x, lengths))
+        bwd = reverse_within_length(bwd_rev, lengths)
+        out = torch.cat([fwd, bwd], dim=-1)  # (B, L, 2h)
+
+        scores = self.attn(out).squeeze(-1).masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        long = self.long_out((weights.unsqueeze(-1) * out).sum(dim=1))
+
+        in_window = valid & (pos >= (lengths - self.cfg.window).unsqueeze(1))
+        wmask = in_window.unsqueeze(-1).to(out.dtype)
+        window_mean = (out * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
+        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(-1, 1, fwd.shape[-1])
+        fwd_last = torch.gather(fwd, 1, last).squeeze(1)
+        short = self.short_out(torch.cat([window_mean, fwd_last], dim=-1))
+
+        if "long" in self.cfg.ablate:
+            gate = torch.zeros_like(short)
+        elif "short" in self.cfg.ablate:
+            gate = torch.ones_like(long)
+        else:
+            gate = torch.sigmoid(self.gate(torch.cat([long, short], dim=-1)))
+        user = gate * long + (1.0 - gate) * short
+        return user, gate.mean(dim=-1), long, short
+
+
+class InterestModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.items = ItemTower(cfg)
+        self.user = UserTower(cfg)
+        self.log_temperature = nn.Parameter(torch.zeros(()), requires_grad=cfg.learn_temperature)
+        self.behaviour_head = nn.Sequential(
+            nn.Linear(3 * d, d), nn.ReLU(), nn.Linear(d, cfg.n_behaviours)
+        )
+        n_cat = max(cfg.n_categories, 1)
+        self.next_category_head = nn.Linear(d, n_cat)
+        self.user_category_head = nn.Linear(d, n_cat)
+        self.task_log_vars = nn.Parameter(torch.zeros(3))  # uncertainty weighting, if enabled
+
+    def encode_users(
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        gaps: torch.Tensor,
+        lengths: torch.Tensor,
+        item_table: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User vectors already divided by the temperature, so scores are plain dot products."""
+        vecs = self.items(items) if item_table is None else F.embedding(items, item_table)
+        vecs = vecs * (items > 0).unsqueeze(-1).to(vecs.dtype)
+        user, gate, long, short = self.user(vecs, behaviours, gaps, lengths)
+        return user * torch.exp(-self.log_temperature), gate, long, short
+
+    def score_all(self, user: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        table = self.items() if item_table is None else item_table
+        return user @ table.T  # (B, n_items+1); column 0 is padding
+
+    def heads(
+        self, user: torch.Tensor, long: torch.Tensor, short: torch.Tensor, target_vecs: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        return {
+            "behaviour": self.behaviour_head(
+                torch.cat([user, target_vecs, user * target_vecs], dim=-1)
+            ),
+            "next_category": self.next_category_head(short),
+            "user_category": self.user_category_head(long),
+        }
