@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgerec.errors import DataError
 from edgerec.data.schema import LoadReport
+from edgerec.errors import DataError
 
 _SKIP_RE = re.compile(r"Skipping line (\d+): (.*)")
 _MAX_SHOWN = 5

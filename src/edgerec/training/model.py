@@ -20,12 +20,22 @@ distribution (from the long-term vector).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgerec.features import N_GAP_BUCKETS
 from edgerec.training.config import ModelConfig
+
+
+class UserEncoding(NamedTuple):
+    user: torch.Tensor  # (B, dim); from encode_users already divided by the temperature
+    gate: torch.Tensor  # (B,) mean gate: weight of the long-term interest in [0, 1]
+    long: torch.Tensor  # (B, dim)
+    short: torch.Tensor  # (B, dim)
+    attention: torch.Tensor  # (B, L) long-term attention over history positions
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -93,8 +103,7 @@ class UserTower(nn.Module):
         behaviours: torch.Tensor,  # (B, L) int
         gaps: torch.Tensor,  # (B, L) int
         lengths: torch.Tensor,  # (B,) int, >= 1
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (user vector, gate towards long-term in [0,1], long, short)."""
+    ) -> UserEncoding:
         B, L, _ = item_vectors.shape
         pos = torch.arange(L, device=item_vectors.device).unsqueeze(0)
         valid = pos < lengths.unsqueeze(1)  # (B, L)
@@ -123,7 +132,7 @@ class UserTower(nn.Module):
         else:
             gate = torch.sigmoid(self.gate(torch.cat([long, short], dim=-1)))
         user = gate * long + (1.0 - gate) * short
-        return user, gate.mean(dim=-1), long, short
+        return UserEncoding(user, gate.mean(dim=-1), long, short, weights)
 
 
 class InterestModel(nn.Module):
@@ -149,12 +158,12 @@ class InterestModel(nn.Module):
         gaps: torch.Tensor,
         lengths: torch.Tensor,
         item_table: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> UserEncoding:
         """User vectors already divided by the temperature, so scores are plain dot products."""
         vecs = self.items(items) if item_table is None else F.embedding(items, item_table)
         vecs = vecs * (items > 0).unsqueeze(-1).to(vecs.dtype)
-        user, gate, long, short = self.user(vecs, behaviours, gaps, lengths)
-        return user * torch.exp(-self.log_temperature), gate, long, short
+        enc = self.user(vecs, behaviours, gaps, lengths)
+        return enc._replace(user=enc.user * torch.exp(-self.log_temperature))
 
     def score_all(self, user: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
         table = self.items() if item_table is None else item_table
