@@ -20,7 +20,9 @@ def data_dir() -> Path | None:
 def ml100k_dir() -> Path:
     path = data_dir()
     if path is None:
-        pytest.skip("MovieLens 100K not found: set EDGEREC_DATA_DIR to the folder holding movielens/ml-100k")
+        pytest.skip(
+            "MovieLens 100K not found: set EDGEREC_DATA_DIR to the folder holding movielens/ml-100k"
+        )
     return path
 
 

@@ -10,7 +10,15 @@ import typer
 DATASET_HELP = "Data set: synthetic, movielens-100k, movielens-1m, movielens-latest, csv, parquet."
 
 
-def load_for_cli(dataset: str, data_dir: Path | None, *, strict: bool, kcore: int, columns: str | None, seed: int = 0):
+def load_for_cli(
+    dataset: str,
+    data_dir: Path | None,
+    *,
+    strict: bool,
+    kcore: int,
+    columns: str | None,
+    seed: int = 0,
+):
     """Load and print what cleaning dropped, as warnings on stderr."""
     from edgerec.data import load_dataset
 
@@ -23,9 +31,13 @@ def load_for_cli(dataset: str, data_dir: Path | None, *, strict: bool, kcore: in
 def info(
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help=DATASET_HELP),
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder with the data set's files."),
-    columns: str = typer.Option(None, help="csv/parquet column map, e.g. user=uid,item=sku,timestamp=ts"),
+    columns: str = typer.Option(
+        None, help="csv/parquet column map, e.g. user=uid,item=sku,timestamp=ts"
+    ),
     kcore: int = typer.Option(0, help="Keep only the k-core (0: off)."),
-    strict: bool = typer.Option(False, help="Fail on the first malformed row instead of skipping it."),
+    strict: bool = typer.Option(
+        False, help="Fail on the first malformed row instead of skipping it."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Counts, split sizes and cleaning report of a data set.

@@ -50,7 +50,11 @@ def evaluate(
     else:
         ds = load_for_cli(dataset, data_dir, strict=False, kcore=kcore, columns=columns)
         split = leave_one_out(ds)
-        result = {"dataset": ds.name, "model": model, **evaluate_both(make_baseline(model, split), split)}
+        result = {
+            "dataset": ds.name,
+            "model": model,
+            **evaluate_both(make_baseline(model, split), split),
+        }
         label = f"{model} on {ds.name}"
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -44,7 +44,9 @@ def _download(url: str, dest: Path, progress: bool) -> None:
                 from rich.progress import Progress
 
                 with Progress() as bar:
-                    task = bar.add_task(f"downloading {url.rsplit('/', 1)[-1]}", total=total or None)
+                    task = bar.add_task(
+                        f"downloading {url.rsplit('/', 1)[-1]}", total=total or None
+                    )
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
                         out.write(chunk)
                         bar.update(task, advance=len(chunk))
@@ -72,7 +74,9 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
         for info in zf.infolist():
             name = PurePosixPath(info.filename)
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
-                raise DataError(f"{zip_path}: member {info.filename!r} would escape the target folder")
+                raise DataError(
+                    f"{zip_path}: member {info.filename!r} would escape the target folder"
+                )
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise DataError(f"{zip_path}: member {info.filename!r} is a symbolic link")
         bad = zf.testzip()

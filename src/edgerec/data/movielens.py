@@ -160,9 +160,7 @@ def load_movielens_latest(data_dir: Path, *, strict: bool = False, kcore: int = 
         report=report,
         strict=strict,
     )
-    events = events.rename(
-        columns={"userId": "user", "movieId": "item", "timestamp": "ts"}
-    )
+    events = events.rename(columns={"userId": "user", "movieId": "item", "timestamp": "ts"})
     return _movielens_events(
         "movielens-latest", events, catalog, report, str(root / "ratings.csv"), kcore
     )

@@ -17,8 +17,30 @@ from edgerec.data.build import build_dataset, make_catalog
 from edgerec.data.schema import Dataset, LoadReport
 
 _SYLLABLES = [
-    "ka", "lo", "mi", "ra", "ven", "tor", "sel", "qui", "dan", "mor", "pex", "zul",
-    "bri", "cha", "fen", "gor", "hal", "jin", "kra", "lum", "nox", "pra", "ris", "sto",
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "ven",
+    "tor",
+    "sel",
+    "qui",
+    "dan",
+    "mor",
+    "pex",
+    "zul",
+    "bri",
+    "cha",
+    "fen",
+    "gor",
+    "hal",
+    "jin",
+    "kra",
+    "lum",
+    "nox",
+    "pra",
+    "ris",
+    "sto",
 ]
 
 

@@ -39,7 +39,7 @@ def read_text(path: Path, encoding: str) -> str:
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(
             f"{path}: line {line}: bytes that are not valid {encoding} "
-            f"({raw[e.start:e.start + 4]!r}); is the file in another encoding?"
+            f"({raw[e.start : e.start + 4]!r}); is the file in another encoding?"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]

@@ -62,7 +62,9 @@ def load_weights(path: Path, model) -> None:
         raise RunError(f"{path}: unreadable safetensors file ({e})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise RunError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+        raise RunError(
+            f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})"
+        )
 
 
 def catalog_dict(dataset) -> dict:

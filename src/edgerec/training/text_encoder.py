@@ -32,7 +32,9 @@ def resolve_text_encoder(name: str | None = None) -> Path | str:
         path = Path(name).expanduser()
         if path.is_dir():
             if not (path / "config.json").is_file():
-                raise TextEncoderNotFound(f"{path}: not a Hugging Face model directory (no config.json)")
+                raise TextEncoderNotFound(
+                    f"{path}: not a Hugging Face model directory (no config.json)"
+                )
             return path
         if path.exists() or name.startswith((".", "/", "~")):
             raise TextEncoderNotFound(f"{name}: no such model directory")
@@ -121,7 +123,9 @@ def encode_texts(
             out.append(mean_pool(hidden, batch["attention_mask"]).float().numpy())
             if progress is not None:
                 progress(min(start + batch_size, len(texts)), len(texts))
-    arr = np.concatenate(out, axis=0) if out else np.zeros((0, model.config.hidden_size), np.float32)
+    arr = (
+        np.concatenate(out, axis=0) if out else np.zeros((0, model.config.hidden_size), np.float32)
+    )
     if use_cache:
         import io as _io
 
