@@ -76,7 +76,8 @@ def _timestamps(values: pd.Series, source: str) -> np.ndarray:
     if parsed.isna().any():
         bad = values[parsed.isna()].iloc[0]
         raise DataError(f"{source}: timestamp {bad!r} is neither a number nor a date")
-    return (parsed.astype("int64") // 10**9).to_numpy()
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
 
 def load_event_log(
