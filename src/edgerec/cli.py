@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
-AREAS = ("data", "evaluate", "train", "export", "runtime", "bench")
+AREAS = ("data", "evaluate", "train", "export", "runtime", "bench", "demo")
 
 
 def _version(value: bool) -> None:

@@ -25,6 +25,8 @@ class ModelConfig:
     dropout: float = 0.2
     id_dropout: float = 0.1  # items trained without their ID embedding, for cold start
     learn_temperature: bool = True
+    gate: str = "vector"  # "scalar": one long/short weight per user; "vector": per dimension
+    short_term: str = "bidirectional"  # "window": built only from the last W events
     ablate: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -37,6 +39,8 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         values["ablate"] = tuple(values.get("ablate", ()))
+        values.setdefault("gate", "vector")  # configs written before the options existed
+        values.setdefault("short_term", "bidirectional")
         return cls(**values)
 
 
@@ -48,6 +52,12 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 200
     clip_norm: float = 1.0
+    min_lr_ratio: float = 0.0  # cosine decay ends at lr * min_lr_ratio
+    label_smoothing: float = 0.0
+    mask_seen: bool = False  # take a user's earlier items out of the softmax, as evaluation does
+    future_targets: int = 0  # also predict the next K items after the target (0: off)
+    future_weight: float = 0.5  # weight of those extra targets in the main task
+    future_decay: float = 0.7  # the k-th extra target weighs decay**(k-1)
     patience: int = 3
     seed: int = 0
     loss_weights: dict = field(
@@ -58,7 +68,9 @@ class TrainConfig:
     full_softmax_max_items: int = 50_000
     num_negatives: int = 2048
     eval_batch_size: int = 512
+    length_buckets: bool = True  # batch histories of similar length together (speed)
     device: str = "auto"
+    num_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
     text_encoder: str | None = None
     finetune_layers: int = 0
 

@@ -10,8 +10,10 @@ directions are two LSTMs over right-padded sequences; the backward one reads eac
 sequence reversed *within its own length*, so padding never reaches a real position and
 no ``pack_padded_sequence`` is needed (it does not export to ONNX cleanly).
   - long-term interest: attention pooling over all outputs;
-  - short-term interest: the last ``window`` outputs plus the forward state at the end;
-  - a learned gate g = sigmoid(MLP[long; short]) fuses them: u = g*long + (1-g)*short.
+  - short-term interest: the last ``window`` outputs (see ``short_term`` in the config);
+  - a learned gate g = sigmoid(MLP[long; short]) fuses them: u = g*long + (1-g)*short,
+    either one weight per user (``gate="scalar"``: the gate then says directly how much
+    the long-term interest drove the recommendation) or one per dimension (``"vector"``).
 
 Score = u . v_item / temperature. Auxiliary heads predict the next event's behaviour and
 the next item's categories (from the short-term vector) and the user's category
@@ -94,8 +96,12 @@ class UserTower(nn.Module):
         self.lstm_bwd = nn.LSTM(d, h, batch_first=True)
         self.attn = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 1))
         self.long_out = nn.Linear(2 * h, d)
-        self.short_out = nn.Linear(3 * h, d)
-        self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, d))
+        # "window": only the backward direction, whose outputs at the last W positions
+        # have read nothing but those W events, so the short-term vector cannot carry
+        # older history; "bidirectional": both directions plus the forward end state.
+        self.short_out = nn.Linear((2 if cfg.short_term == "window" else 3) * h, d)
+        gate_out = 1 if cfg.gate == "scalar" else d
+        self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, gate_out))
 
     def forward(
         self,
@@ -118,18 +124,25 @@ class UserTower(nn.Module):
         weights = torch.softmax(scores, dim=1)
         long = self.long_out((weights.unsqueeze(-1) * out).sum(dim=1))
 
-        in_window = valid & (pos >= (lengths - self.cfg.window).unsqueeze(1))
+        window_start = (lengths - self.cfg.window).clamp(min=0)
+        in_window = valid & (pos >= window_start.unsqueeze(1))
         wmask = in_window.unsqueeze(-1).to(out.dtype)
-        window_mean = (out * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
-        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(-1, 1, fwd.shape[-1])
-        fwd_last = torch.gather(fwd, 1, last).squeeze(1)
-        short = self.short_out(torch.cat([window_mean, fwd_last], dim=-1))
+        if self.cfg.short_term == "window":
+            window_mean = (bwd * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
+            first = window_start.view(B, 1, 1).expand(-1, 1, bwd.shape[-1])
+            bwd_first = torch.gather(bwd, 1, first).squeeze(1)  # has read the whole window
+            short = self.short_out(torch.cat([window_mean, bwd_first], dim=-1))
+        else:
+            window_mean = (out * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
+            last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(-1, 1, fwd.shape[-1])
+            fwd_last = torch.gather(fwd, 1, last).squeeze(1)
+            short = self.short_out(torch.cat([window_mean, fwd_last], dim=-1))
 
         if "long" in self.cfg.ablate:
             gate = torch.zeros_like(short)
         elif "short" in self.cfg.ablate:
             gate = torch.ones_like(long)
-        else:
+        else:  # (B, d) per-dimension gate, or (B, 1) one weight per user
             gate = torch.sigmoid(self.gate(torch.cat([long, short], dim=-1)))
         user = gate * long + (1.0 - gate) * short
         return UserEncoding(user, gate.mean(dim=-1), long, short, weights)

@@ -1,0 +1,546 @@
+"""Speed of ``edgerec.runtime`` against PyTorch eager and a bare numpy matmul, in one run.
+
+Three measurements (issue 5), each interleaving the contenders call by call so that the
+drift of a shared machine hits them alike; medians are reported, nothing is asserted:
+
+1. ``recommend()`` with a history of 50 on the MovieLens 100K bundle at 1 intra-op
+   thread, against the PyTorch model doing the same work in eager mode (user tower +
+   scoring + seen masking + top-k, from prebuilt index tensors and a cached item table,
+   i.e. favourable to PyTorch).
+2. A 1M-item catalog (synthetic vectors around the real ones): ``recommend()`` over
+   float32, float16 and int8 item matrices against a bare ``items @ u`` of the float32
+   matrix; plus top-k alone (threshold, argpartition, ONNX TopK) over 1M scores.
+3. ``add_items`` throughput with the bundle's int8 student text encoder on 2 threads.
+
+Usage (builds what is missing under --work: a 1-epoch MovieLens 100K run unless --run
+gives one -- latency does not depend on how well it is trained -- an exported fp32+int8
+bundle, and a distilled one):
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/runtime_latency.py \\
+        --data-dir /work/shared/data/movielens/ml-100k --work /tmp/edgerec-bench
+
+Writes ``benchmarks/results/runtime_latency.json`` and ``.md`` (hardware, versions,
+settings, medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# numpy's BLAS threads are fixed when numpy loads: pin them before anything imports it
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def ms(seconds: list[float]) -> dict:
+    a = np.asarray(seconds) * 1e3
+    return {
+        "p50_ms": round(float(np.median(a)), 4),
+        "p95_ms": round(float(np.percentile(a, 95)), 4),
+        "n": len(a),
+    }
+
+
+# --- building the bundles ---------------------------------------------------------------
+
+
+def build(work: Path, data_dir: Path) -> dict:
+    """A 1-epoch MovieLens 100K run, its fp32+int8 bundle and a distilled int8 bundle."""
+    from edgerec.data import load_dataset
+    from edgerec.export import DistillConfig, export_bundle
+    from edgerec.training.config import ModelConfig, TrainConfig
+    from edgerec.training.trainer import train
+
+    run = work / "run"
+    plain = work / "bundle"
+    distilled = work / "bundle-distilled"
+    ds = None
+    if not (run / "model.safetensors").is_file():
+        ds = load_dataset("movielens-100k", data_dir)
+        print("training 1 epoch on MovieLens 100K ...", flush=True)
+        train(
+            ds,
+            run,
+            ModelConfig(),
+            TrainConfig(epochs=1, device="cpu", num_threads=2),
+            progress=False,
+            data_source={"name": "movielens-100k", "data_dir": str(data_dir)},
+        )
+    for out, distill in ((plain, False), (distilled, True)):
+        if (out / "manifest.json").is_file():
+            continue
+        ds = ds or load_dataset("movielens-100k", data_dir)
+        print(f"exporting {out.name} ...", flush=True)
+        export_bundle(
+            run,
+            out,
+            precisions=("fp32", "int8"),
+            distill=distill,
+            dataset=ds,
+            evaluate=False,
+            distill_config=DistillConfig(text_steps=100, user_epochs=1) if distill else None,
+        )
+    return {"run": str(run), "bundle": str(plain), "bundle_distilled": str(distilled)}
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def ml100k_histories(data_dir: Path, n: int, length: int, seed: int = 0):
+    """(ids, ratings, timestamps) of the latest ``length`` events of ``n`` real users."""
+    from edgerec.data import load_dataset
+    from edgerec.data.split import leave_one_out
+
+    ds = load_dataset("movielens-100k", data_dir)
+    seq = leave_one_out(ds).sequences
+    rng = np.random.default_rng(seed)
+    counts = np.diff(seq.offsets)
+    users = rng.choice(np.flatnonzero(counts >= length), n, replace=False)
+    out = []
+    for u in users:
+        sl = slice(seq.offsets[u + 1] - length, seq.offsets[u + 1])
+        out.append(
+            (
+                [int(ds.catalog.item_ids[i - 1]) for i in seq.items[sl]],
+                [ds.behaviour_vocab[b] for b in seq.behaviours[sl]],
+                seq.timestamps[sl].tolist(),
+                seq.items[sl].copy(),
+                seq.behaviours[sl].copy(),
+            )
+        )
+    return out, ds
+
+
+# --- 1: recommend vs PyTorch --------------------------------------------------------------
+
+
+def bench_recommend(
+    bundle: Path, run_dir: Path, histories, repeats: int, distilled: Path | None = None
+) -> dict:
+    import torch
+
+    from edgerec.features import gap_buckets
+    from edgerec.runtime import Recommender
+    from edgerec.training.checkpoint import load_run
+
+    torch.set_num_threads(1)
+    recs = {
+        p: Recommender.load(bundle, providers="cpu", threads=1, precision=p)
+        for p in ("fp32", "int8")
+    }
+    if distilled is not None:  # the student user encoder (PyTorch column: the teacher)
+        recs["distilled_int8"] = Recommender.load(
+            distilled, providers="cpu", threads=1, precision="int8"
+        )
+    model = load_run(run_dir).model.eval()
+    with torch.inference_mode():
+        table = model.items().contiguous()  # cached once, as a PyTorch server would
+    prepared = []
+    for _, _, ts, items, beh in histories:
+        L = len(items)
+        t = torch.from_numpy
+        prepared.append(
+            (
+                t(items[None, :].astype(np.int64)),
+                t(beh[None, :].astype(np.int64)),
+                t(gap_buckets(np.asarray(ts)[None, :], np.array([L]))),
+                torch.tensor([L]),
+                t(np.unique(items).astype(np.int64)),
+            )
+        )
+
+    def torch_recommend(p):
+        items, beh, gaps, lengths, seen = p
+        with torch.inference_mode():
+            enc = model.encode_users(items, beh, gaps, lengths, item_table=table)
+            scores = enc.user @ table.T
+            scores[0, 0] = -torch.inf
+            scores[0, seen] = -torch.inf
+            return torch.topk(scores, 10, dim=1)
+
+    def runtime(rec, h):
+        return rec.recommend(h[0], k=10, behaviours=h[1], timestamps=h[2])
+
+    # the runtime's parts, for the breakdown: user encoder run and scoring + top-k
+    rec8 = recs["int8"]
+    state = rec8._state_ref
+    preps = [rec8._prepare(state.catalog, h[0], h[1], h[2], False) for h in histories]
+
+    for i in range(20):  # warm-up
+        h = histories[i % len(histories)]
+        for rec in recs.values():
+            runtime(rec, h)
+        torch_recommend(prepared[i % len(prepared)])
+    times = {f"runtime_{p}": [] for p in recs}
+    times.update({"torch_eager": [], "encoder_int8": [], "scoring": []})
+    for i in range(repeats):
+        j = i % len(histories)
+        h = histories[j]
+        for p, rec in recs.items():
+            t0 = time.perf_counter()
+            runtime(rec, h)
+            times[f"runtime_{p}"].append(time.perf_counter() - t0)
+        t2 = time.perf_counter()
+        torch_recommend(prepared[j])
+        t3 = time.perf_counter()
+        users, _, _ = rec8._encode(state.catalog, [preps[j]])
+        t4 = time.perf_counter()
+        state.scorer.topk(users, 10, [preps[j].seen])
+        t5 = time.perf_counter()
+        times["torch_eager"].append(t3 - t2)
+        times["encoder_int8"].append(t4 - t3)
+        times["scoring"].append(t5 - t4)
+    out = {k: ms(v) for k, v in times.items()}
+    torch_p50 = out["torch_eager"]["p50_ms"]
+    for p in recs:
+        out[f"speedup_vs_torch_{p}"] = round(torch_p50 / out[f"runtime_{p}"]["p50_ms"], 2)
+    out["items"] = recs["int8"].n_items
+    out["history_length"] = len(histories[0][0])
+    out["scoring_path"] = rec8.scoring
+    return out
+
+
+# --- 2: a 1M-item catalog -----------------------------------------------------------------
+
+
+def make_large_bundle(src: Path, out: Path, n: int, dtype: str, seed: int = 0) -> Path:
+    """``src`` with its catalog replaced by ``n`` synthetic items (no text encoder)."""
+    from edgerec.runtime.bundle import read_manifest
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from runtime_helpers import quantize_rows, write_manifest
+
+    if (out / "manifest.json").is_file():
+        return out
+    m = json.loads((src / "manifest.json").read_text())
+    man = read_manifest(src)
+    real = np.load(src / man.item_matrix.file, allow_pickle=False).astype(np.float32)
+    if man.item_matrix.scale_file:
+        real = real * np.load(src / man.item_matrix.scale_file)[:, None]
+    rng = np.random.default_rng(seed)
+    base = real[1:][rng.integers(0, real.shape[0] - 1, n)]
+    noise = rng.standard_normal(base.shape, dtype=np.float32) * base.std(axis=0)
+    matrix = np.zeros((n + 1, real.shape[1]), np.float32)
+    matrix[1:] = 0.7 * base + 0.3 * noise
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in set(m["graphs"]["user_encoder"].values()):
+        shutil.copy(src / f, tmp / f)
+    scale_file = None
+    if dtype == "float32":
+        np.save(tmp / "items.npy", matrix)
+    elif dtype == "float16":
+        np.save(tmp / "items.npy", matrix.astype(np.float16))
+    else:
+        q, s = quantize_rows(matrix)
+        np.save(tmp / "items.npy", q)
+        np.save(tmp / "items_scale.npy", s)
+        scale_file = "items_scale.npy"
+    ids = list(range(1, n + 1))  # MovieLens ids 1..1682 stay valid history ids
+    (tmp / "items.json").write_text(
+        json.dumps({"ids": ids, "titles": [None] * n, "id_type": "int"})
+    )
+    np.save(tmp / "popularity.npy", rng.integers(0, 1000, n + 1).astype(np.float32))
+    m["dims"]["n_items"] = n
+    m["graphs"] = {"user_encoder": m["graphs"]["user_encoder"]}
+    m["tokenizer"] = None
+    m["item_matrix"] = {"file": "items.npy", "dtype": dtype, "scale_file": scale_file}
+    for key in ("parity", "quality", "distillation", "scoring"):
+        m.pop(key, None)
+    write_manifest(tmp, m)
+    tmp.rename(out)
+    return out
+
+
+def bench_topk_methods(scores: np.ndarray, repeats: int) -> dict:
+    import onnxruntime as ort
+
+    from edgerec.runtime import onnxproto as P
+    from edgerec.runtime.scoring import top_k
+
+    graph = P.model(
+        [P.node("TopK", ["s", "k"], ["v", "i"])],
+        [P.value_info("s", P.FLOAT, [1, "n"]), P.value_info("k", P.INT64, [1])],
+        [P.value_info("v", P.FLOAT, [1, 10]), P.value_info("i", P.INT64, [1, 10])],
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+    s2 = scores[None, :]
+    k = np.array([10], np.int64)
+    fns = {
+        "threshold_top_k": lambda: top_k(scores, 10),
+        "argpartition": lambda: np.argpartition(scores, -10)[-10:],
+        "onnx_topk": lambda: sess.run(None, {"s": s2, "k": k}),
+    }
+    times = {name: [] for name in fns}
+    for _ in range(3):
+        for f in fns.values():
+            f()
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t)
+    return {name: ms(v) for name, v in times.items()}
+
+
+def bench_large(src: Path, work: Path, n: int, histories, repeats: int) -> dict:
+    from edgerec.runtime import Recommender
+
+    recs = {}
+    load_s = {}
+    variants = [("float32", "auto"), ("float16", "auto"), ("int8", "auto"), ("float32", "numpy")]
+    for dtype, scoring in variants:
+        b = make_large_bundle(src, work / f"bundle-{n}-{dtype}", n, dtype)
+        name = dtype if scoring == "auto" else f"{dtype}_scoring_{scoring}"
+        t = time.perf_counter()
+        recs[name] = Recommender.load(b, providers="cpu", threads=1, scoring=scoring)
+        load_s[name] = round(time.perf_counter() - t, 2)
+    items32 = np.load(work / f"bundle-{n}-float32" / "items.npy", allow_pickle=False)
+    u = recs["float32"].user_vector(histories[0][0], histories[0][1], histories[0][2]).vector
+    bare = lambda: items32 @ u  # noqa: E731
+    times = {"bare_numpy_matmul_fp32": [], **{f"recommend_{d}": [] for d in recs}}
+    for i in range(3):
+        bare()
+        for rec in recs.values():
+            rec.recommend(histories[i][0], k=10)
+    for i in range(repeats):
+        h = histories[i % len(histories)]
+        t = time.perf_counter()
+        bare()
+        times["bare_numpy_matmul_fp32"].append(time.perf_counter() - t)
+        for d, rec in recs.items():
+            t = time.perf_counter()
+            rec.recommend(h[0], k=10, behaviours=h[1], timestamps=h[2])
+            times[f"recommend_{d}"].append(time.perf_counter() - t)
+    out = {k: ms(v) for k, v in times.items()}
+    base = out["bare_numpy_matmul_fp32"]["p50_ms"]
+    for d in recs:
+        out[f"ratio_{d}_to_bare_matmul"] = round(out[f"recommend_{d}"]["p50_ms"] / base, 3)
+    out["scoring_path"] = {d: r.scoring for d, r in recs.items()}
+    out["load_seconds"] = load_s
+    out["items"] = n
+
+    def agreement(a: str, b: str, count: int = 50) -> dict:
+        same, overlap = [], []
+        for h in histories[:count]:
+            x = recs[a].recommend(h[0], k=10, behaviours=h[1], timestamps=h[2]).item_ids
+            y = recs[b].recommend(h[0], k=10, behaviours=h[1], timestamps=h[2]).item_ids
+            same.append(x == y)
+            overlap.append(len(set(x) & set(y)) / 10)
+        return {
+            "identical": round(float(np.mean(same)), 4),
+            "overlap": round(float(np.mean(overlap)), 4),
+        }
+
+    # the int8 shortlist path must equal exact scoring of the same rows
+    out["fp32_auto_vs_exact_numpy"] = agreement("float32", "float32_scoring_numpy")
+    out["int8_rows_vs_fp32_rows"] = agreement("int8", "float32_scoring_numpy")
+    out["topk_over_1m_scores"] = bench_topk_methods(items32 @ u, max(repeats // 2, 20))
+    recs.clear()  # free the matrices before the next section
+    return out
+
+
+# --- 3: add_items --------------------------------------------------------------------------
+
+
+def bench_add_items(bundle: Path, texts: list[str], threads: int, repeats: int) -> dict:
+    from edgerec.runtime import Recommender
+
+    rec = Recommender.load(bundle, providers="cpu", threads=threads)
+    rec.add_items([10_000_000], ["warm-up"])
+    rates = []
+    next_id = 20_000_000
+    for _ in range(repeats):
+        ids = list(range(next_id, next_id + len(texts)))
+        next_id += len(texts)
+        t = time.perf_counter()
+        rec.add_items(ids, texts)
+        rates.append(len(texts) / (time.perf_counter() - t))
+    return {
+        "items_per_s_median": round(statistics.median(rates), 1),
+        "items_per_s_all": [round(r, 1) for r in rates],
+        "items_per_call": len(texts),
+        "threads": threads,
+        "text_encoder": rec.graph_files.get("text_encoder"),
+        "distilled": bool((rec.manifest.raw.get("source") or {}).get("distilled")),
+        "precision": rec.precision,
+    }
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def hardware() -> dict:
+    import onnxruntime as ort
+
+    from edgerec.commands.runtime import _cpu, _gpu
+
+    return {
+        "host": platform.node(),
+        "cpu": _cpu(),
+        "gpus": _gpu(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": ort.__version__,
+        "blas_threads_env": {
+            k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+        },
+        "load_average": os.getloadavg(),
+    }
+
+
+def markdown(res: dict) -> str:
+    hw = res["hardware"]
+    lines = [
+        "# edgerec runtime latency",
+        "",
+        f"{res['date']} on {hw['cpu']['model']} ({hw['cpu']['cores']} cores, flags "
+        f"{', '.join(f for f, on in hw['cpu']['flags'].items() if on) or 'none'}), "
+        f"onnxruntime {hw['onnxruntime']}, numpy {hw['numpy']}; load average at start "
+        f"{', '.join(f'{x:.1f}' for x in hw['load_average'])} (a shared machine).",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+    ]
+    if "recommend" in res:
+        r = res["recommend"]
+        lines += [
+            f"## recommend(), history {r['history_length']}, {r['items']} items, 1 intra-op thread",
+            "",
+            "| path | p50 ms | p95 ms |",
+            "| --- | ---: | ---: |",
+        ]
+        keys = [k for k in r if k.startswith("runtime_")]
+        for key in (*keys, "torch_eager", "encoder_int8", "scoring"):
+            lines.append(f"| {key} | {r[key]['p50_ms']} | {r[key]['p95_ms']} |")
+        lines += [
+            "",
+            "Speed-up over PyTorch eager (p50 ratio): "
+            + ", ".join(
+                f"{k[len('speedup_vs_torch_') :]} {v}x"
+                for k, v in r.items()
+                if k.startswith("speedup_vs_torch_")
+            )
+            + f" (scoring path: {r['scoring_path']}; encoder_int8 and scoring are the parts "
+            "of runtime_int8; the distilled student is compared with the teacher model).",
+            "",
+        ]
+    if "large" in res:
+        g = res["large"]
+        lines += [
+            f"## {g['items']:,}-item catalog (synthetic vectors), 1 thread",
+            "",
+            "| path | p50 ms | p95 ms | / bare matmul |",
+            "| --- | ---: | ---: | ---: |",
+            f"| bare `items @ u` (fp32) | {g['bare_numpy_matmul_fp32']['p50_ms']} | "
+            f"{g['bare_numpy_matmul_fp32']['p95_ms']} | 1 |",
+        ]
+        for d in g["scoring_path"]:
+            lines.append(
+                f"| recommend() {d} ({g['scoring_path'][d]}) | {g[f'recommend_{d}']['p50_ms']} | "
+                f"{g[f'recommend_{d}']['p95_ms']} | {g[f'ratio_{d}_to_bare_matmul']} |"
+            )
+        t = g["topk_over_1m_scores"]
+        lines += [
+            "",
+            "Top-10 lists, float32 rows via the int8 shortlist vs exact numpy scoring: "
+            f"identical for {g['fp32_auto_vs_exact_numpy']['identical']:.0%} of histories. "
+            "int8-stored rows vs float32 rows (quantized catalog): identical "
+            f"{g['int8_rows_vs_fp32_rows']['identical']:.0%}, mean overlap "
+            f"{g['int8_rows_vs_fp32_rows']['overlap']:.0%}.",
+            "",
+            f"Top-10 of {g['items']:,} scores alone: "
+            + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in t.items())
+            + ".",
+            "",
+        ]
+    if "add_items" in res:
+        a = res["add_items"]
+        lines += [
+            "## add_items (cold start)",
+            "",
+            f"{a['items_per_s_median']} items/s (median of {a['items_per_s_all']}), "
+            f"{a['items_per_call']} items per call, {a['threads']} threads, "
+            f"{a['text_encoder']} ({'distilled student' if a['distilled'] else 'teacher, not distilled'}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data-dir", type=Path, required=True, help="MovieLens 100K folder.")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgerec-bench"))
+    ap.add_argument("--bundle", type=Path, help="Undistilled bundle (default: built in --work).")
+    ap.add_argument("--run", type=Path, help="Its training run (for the PyTorch model).")
+    ap.add_argument("--distilled", type=Path, help="Distilled bundle for add_items.")
+    ap.add_argument("--repeats", type=int, default=300)
+    ap.add_argument("--large-items", type=int, default=1_000_000)
+    ap.add_argument("--large-repeats", type=int, default=40)
+    ap.add_argument("--add-items", type=int, default=1000, help="Items per add_items call.")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["recommend", "large", "add_items"])
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    built = {}
+    if not (args.bundle and args.run and args.distilled):
+        built = build(args.work, args.data_dir)
+    bundle = args.bundle or Path(built["bundle"])
+    run = args.run or Path(built["run"])
+    distilled = args.distilled or Path(built["bundle_distilled"])
+
+    histories, ds = ml100k_histories(args.data_dir, 200, 50)
+    res = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "OPENBLAS_NUM_THREADS=1 python "
+        + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "hardware": hardware(),
+        "bundles": {"bundle": str(bundle), "run": str(run), "distilled": str(distilled)},
+        "run_epochs": json.loads((run / "config.json").read_text())["train"].get("epochs"),
+    }
+    if "recommend" not in args.skip:
+        print("recommend() vs PyTorch ...", flush=True)
+        res["recommend"] = bench_recommend(
+            bundle, run, histories, args.repeats, distilled if distilled != bundle else None
+        )
+        print(json.dumps(res["recommend"], indent=1), flush=True)
+    if "large" not in args.skip:
+        print(f"{args.large_items:,}-item catalog ...", flush=True)
+        res["large"] = bench_large(
+            bundle, args.work, args.large_items, histories, args.large_repeats
+        )
+        print(json.dumps(res["large"], indent=1), flush=True)
+    if "add_items" not in args.skip:
+        print("add_items ...", flush=True)
+        texts = [f"{t} (new edition)" for t in ds.catalog.texts[: args.add_items]]
+        while len(texts) < args.add_items:
+            texts += texts[: args.add_items - len(texts)]
+        res["add_items"] = bench_add_items(distilled, texts, threads=2, repeats=5)
+        print(json.dumps(res["add_items"], indent=1), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runtime_latency.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (args.out / "runtime_latency.md").write_text(markdown(res) + "\n")
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Shared by the training benchmarks: run one configuration, record it, render tables.
+
+Each finished run appends one JSON line (configuration, seed, valid/test metrics, wall
+and CPU seconds, hardware) to a results file; the markdown tables are re-rendered from
+all lines, so interrupted sweeps keep what they measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from edgerec.training.config import ModelConfig, TrainConfig
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """``model.dropout=0.3`` / ``train.lr=3e-3`` -> {"model": {...}, "train": {...}}."""
+    out: dict = {"model": {}, "train": {}}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        scope, _, name = key.partition(".")
+        if scope not in out or not name or not raw:
+            raise SystemExit(f"--set {pair!r}: expected model.NAME=VALUE or train.NAME=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[scope][name] = value
+    return out
+
+
+def build_configs(overrides: dict, seed: int) -> tuple[ModelConfig, TrainConfig]:
+    mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **overrides.get("model", {})})
+    tdict = {**TrainConfig().to_dict(), **overrides.get("train", {}), "seed": seed}
+    if "loss_weights" in overrides.get("train", {}):
+        tdict["loss_weights"] = {**TrainConfig().loss_weights, **tdict["loss_weights"]}
+    return mcfg, TrainConfig.from_dict(tdict)
+
+
+def hardware() -> dict:
+    import torch
+
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def run_one(dataset, name: str, overrides: dict, seed: int, out_root: Path, data_source: dict):
+    from edgerec.training.trainer import train
+
+    mcfg, tcfg = build_configs(overrides, seed)
+    out = out_root / f"{name}-seed{seed}"
+    resume = (out / "config.json").is_file()
+    t0 = time.perf_counter()
+    metrics = train(
+        dataset, out, mcfg, tcfg, progress=False, resume=resume, data_source=data_source
+    )
+    return {
+        "name": name,
+        "seed": seed,
+        "overrides": overrides,
+        "run_dir": str(out),
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": metrics["epochs_run"],
+        "valid": metrics["valid"],
+        "test": metrics["test"],
+        "train_seconds": metrics["train_seconds"],
+        "train_cpu_seconds": metrics.get("train_cpu_seconds"),
+        "wall_seconds": time.perf_counter() - t0,
+        "hardware": hardware(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def append_line(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_lines(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def describe(overrides: dict) -> str:
+    parts = [
+        f"{k}={v}" for scope in ("model", "train") for k, v in overrides.get(scope, {}).items()
+    ]
+    return ", ".join(parts) if parts else "defaults"
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"

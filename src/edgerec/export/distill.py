@@ -1,0 +1,396 @@
+"""Smaller students for both encoders, trained to imitate the trained model (the teacher).
+
+Text student: a BERT with fewer, narrower layers and the teacher's tokenizer, started
+from the teacher by layer dropping (evenly spaced layers kept) and weight truncation
+(the first ``text_hidden`` features of every matrix; heads keep the teacher's head
+width so a truncated head is a whole teacher head), or from scratch. It learns the
+teacher's *projected* item vectors (MSE + cosine) on catalog texts and cheap
+augmentations of them (a field dropped, a genre list shuffled), so it also serves items
+that are not in the catalog. A share of items is held out of training to measure that.
+
+User student: the same architecture with a narrower Bi-LSTM (``user_hidden_ratio``),
+trained by knowledge distillation: KL between the teacher's and the student's score
+distributions over the whole catalog at temperature T, plus the hard next-item loss, on
+the run's training prefixes. It shares the teacher's item table (frozen), so the
+bundle's item matrix serves both.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgerec.export.config import DistillConfig
+from edgerec.export.onnx_text import TextTower, encode_torch, tokenize
+
+# ----------------------------------------------------------------------- text student
+
+_FIELD_SPLIT = re.compile(r"(?<=[.|;])\s+")
+_LIST_FIELD = re.compile(r"^(?P<label>[^:]{1,40}:\s*)(?P<items>.+?)(?P<end>[.]?)$")
+
+
+def augment_text(text: str, rng: np.random.Generator) -> str:
+    """One cheap variant: shuffle the entries of a ``Label: a, b, c`` field, and/or drop
+    one field other than the first (the title), or drop one word of a one-field text."""
+    fields = [f for f in _FIELD_SPLIT.split(text.strip()) if f]
+    changed = False
+    for i, field in enumerate(fields):
+        m = _LIST_FIELD.match(field)
+        if m and "," in m["items"] and rng.random() < 0.7:
+            entries = [e.strip() for e in m["items"].split(",")]
+            rng.shuffle(entries)
+            fields[i] = m["label"] + ", ".join(entries) + m["end"]
+            changed = True
+    if len(fields) > 1 and (rng.random() < 0.5 or not changed):
+        del fields[int(rng.integers(1, len(fields)))]
+        changed = True
+    if not changed:
+        words = text.split()
+        if len(words) > 1:
+            del words[int(rng.integers(len(words)))]
+            return " ".join(words)
+    return " ".join(fields)
+
+
+def _kept_layers(n_teacher: int, n_student: int) -> list[int]:
+    """Evenly spaced teacher layers, always including the first and the last."""
+    if n_student >= n_teacher:
+        return list(range(n_teacher))
+    if n_student == 1:
+        return [n_teacher - 1]
+    return [round(i * (n_teacher - 1) / (n_student - 1)) for i in range(n_student)]
+
+
+def _truncate_into(student: nn.Module, teacher: nn.Module) -> None:
+    """Copy every teacher tensor into the student's (smaller) tensor of the same name,
+    keeping the leading slice of each axis."""
+    t_state = teacher.state_dict()
+    with torch.no_grad():
+        for name, param in student.state_dict().items():
+            src = t_state.get(name)
+            if src is None or src.dim() != param.dim():
+                continue
+            param.copy_(src[tuple(slice(0, n) for n in param.shape)])
+
+
+def make_text_student(teacher: TextTower, config: DistillConfig) -> TextTower:
+    from transformers import BertConfig, BertModel
+
+    tcfg = teacher.bert.config
+    head_dim = tcfg.hidden_size // tcfg.num_attention_heads
+    hidden = int(config.text_hidden)
+    if config.text_init == "teacher":
+        if hidden > tcfg.hidden_size or hidden % head_dim:
+            raise ValueError(
+                f"text_hidden {hidden} must be a multiple of the teacher's head width "
+                f"{head_dim} and at most {tcfg.hidden_size} to start from the teacher"
+            )
+        heads = hidden // head_dim
+    elif config.text_init == "scratch":
+        heads = int(config.text_heads)
+        if hidden % heads:
+            raise ValueError(f"text_hidden {hidden} is not divisible by text_heads {heads}")
+    else:
+        raise ValueError(f"text_init must be 'teacher' or 'scratch', got {config.text_init!r}")
+    scfg = BertConfig(
+        vocab_size=tcfg.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=int(config.text_layers),
+        num_attention_heads=heads,
+        intermediate_size=int(config.text_intermediate),
+        max_position_embeddings=tcfg.max_position_embeddings,
+        type_vocab_size=tcfg.type_vocab_size,
+        pad_token_id=tcfg.pad_token_id,
+        layer_norm_eps=tcfg.layer_norm_eps,
+        hidden_act=tcfg.hidden_act,
+    )
+    torch.manual_seed(config.seed)
+    bert = BertModel(scfg, add_pooling_layer=False)
+    proj = nn.Linear(hidden, teacher.proj.out_features)
+    if config.text_init == "teacher":
+        t_bert = teacher.bert
+        kept = _kept_layers(tcfg.num_hidden_layers, scfg.num_hidden_layers)
+        _truncate_into(bert.embeddings, t_bert.embeddings)
+        for s_layer, t_index in zip(bert.encoder.layer, kept):
+            _truncate_into(s_layer, t_bert.encoder.layer[t_index])
+        with torch.no_grad():
+            proj.weight.copy_(teacher.proj.weight[:, :hidden])
+            proj.bias.copy_(teacher.proj.bias)
+    return TextTower(bert, proj)
+
+
+def _param_count(module: nn.Module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def _encode_batches(tower: TextTower, tokenizer, texts: list[str], max_length: int, bs=64):
+    out = [
+        encode_torch(tower, tokenize(tokenizer, texts[i : i + bs], max_length))
+        for i in range(0, len(texts), bs)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, tower.proj.out_features), np.float32)
+
+
+def distill_text_encoder(
+    teacher: TextTower,
+    tokenizer,
+    texts: list[str],
+    *,
+    max_length: int,
+    config: DistillConfig,
+    model=None,
+    split=None,
+    progress=None,
+) -> tuple[TextTower, dict]:
+    """Train a text student; returns it (eval mode) and the report for the manifest."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    n = len(texts)
+    order = rng.permutation(n)
+    n_hold = int(round(n * config.text_holdout)) if n >= 10 else 0
+    held, train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+
+    # the training pool: each training text plus augmented copies; teacher targets once
+    pool = [texts[i] for i in train_idx]
+    for _ in range(config.text_augment):
+        pool += [augment_text(texts[i], rng) for i in train_idx]
+    teacher = teacher.eval()
+    targets = torch.from_numpy(_encode_batches(teacher, tokenizer, pool, max_length))
+
+    student = make_text_student(teacher, config)
+    student.train()
+    opt = torch.optim.AdamW(student.parameters(), lr=config.text_lr, weight_decay=0.01)
+    steps = int(config.text_steps)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
+    )
+    scale = float(targets.pow(2).mean().clamp(min=1e-8))  # MSE relative to the vectors' size
+    losses = []
+    for step in range(steps):
+        batch = rng.choice(len(pool), size=min(config.text_batch_size, len(pool)), replace=False)
+        feed = tokenize(tokenizer, [pool[i] for i in batch], max_length)
+        pred = student(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+        target = targets[batch]
+        loss = F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target)).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(step + 1, steps)
+    student.eval()
+
+    report = {
+        "init": config.text_init,
+        "layers": int(config.text_layers),
+        "hidden": int(config.text_hidden),
+        "student_parameters": _param_count(student),
+        "teacher_parameters": _param_count(teacher),
+        "steps": steps,
+        "train_texts": len(pool),
+        "loss_first": float(np.mean(losses[: max(1, steps // 10)])),
+        "loss_last": float(np.mean(losses[-max(1, steps // 10) :])),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    eval_idx = held if len(held) else train_idx
+    eval_texts = [texts[i] for i in eval_idx]
+    cos = _cosines(
+        _encode_batches(student, tokenizer, eval_texts, max_length),
+        _encode_batches(teacher, tokenizer, eval_texts, max_length),
+    )
+    report["heldout_texts"] = int(len(held))
+    report["heldout_mean_cosine"] = float(cos.mean())
+    report["heldout_min_cosine"] = float(cos.min())
+    aug = [augment_text(t, rng) for t in eval_texts]
+    cos_aug = _cosines(
+        _encode_batches(student, tokenizer, aug, max_length),
+        _encode_batches(teacher, tokenizer, aug, max_length),
+    )
+    report["heldout_augmented_mean_cosine"] = float(cos_aug.mean())
+    if model is not None and split is not None:
+        student_vecs = _encode_batches(student, tokenizer, texts, max_length)
+        report.update(_text_student_quality(model, split, student_vecs))
+    return student, report
+
+
+def _text_student_quality(model, split, student_vecs: np.ndarray) -> dict:
+    """Test NDCG@10/HR@10 of the whole model when the student's text vectors replace the
+    teacher's in every item vector (the ID embeddings stay): the worst case, as if every
+    item's text part came from the student."""
+    from edgerec.evaluation import evaluate
+
+    with torch.no_grad():
+        table = model.items().float().clone()
+        teacher_text = model.items.project_text(model.items.text_embeddings)
+    table[0] = 0.0
+    swapped = table.clone()
+    if "text" not in model.cfg.ablate:
+        swapped[1:] += torch.from_numpy(student_vecs) - teacher_text[1:]
+    teacher_m = evaluate(_scorer(model, split, table), split, "test")
+    student_m = evaluate(_scorer(model, split, swapped), split, "test")
+    return {
+        "teacher_test_ndcg@10": float(teacher_m["ndcg@10"]),
+        "teacher_test_hr@10": float(teacher_m["hr@10"]),
+        "student_test_ndcg@10": float(student_m["ndcg@10"]),
+        "student_test_hr@10": float(student_m["hr@10"]),
+    }
+
+
+def _scorer(model, split, table: torch.Tensor):
+    from edgerec.training.inputs import stage_inputs
+
+    max_len = model.cfg.max_len
+
+    def scorer(users: np.ndarray, stage: str) -> np.ndarray:
+        inputs = stage_inputs(split, users, stage, max_len)
+        with torch.inference_mode():
+            enc = model.encode_users(*(torch.from_numpy(a) for a in inputs), item_table=table)
+            return (enc.user @ table.T).numpy()
+
+    return scorer
+
+
+# ----------------------------------------------------------------------- user student
+
+
+def make_user_student(teacher, config: DistillConfig):
+    """Teacher architecture with a narrower LSTM; embeddings, norm, gate and the whole
+    item tower copied from the teacher (the item tower frozen)."""
+    from edgerec.training.config import ModelConfig
+    from edgerec.training.model import InterestModel
+
+    cfg = ModelConfig.from_dict(teacher.cfg.to_dict())
+    cfg.hidden = max(4, int(round(teacher.cfg.hidden * config.user_hidden_ratio)))
+    torch.manual_seed(config.seed)
+    student = InterestModel(cfg)
+    t_state = teacher.state_dict()
+    s_state = student.state_dict()
+    with torch.no_grad():
+        for name, tensor in s_state.items():
+            src = t_state.get(name)
+            if src is not None and src.shape == tensor.shape:
+                tensor.copy_(src)
+    for p in student.items.parameters():
+        p.requires_grad_(False)
+    return student
+
+
+def _user_params(model) -> int:
+    return _param_count(model.user) + 1  # + temperature
+
+
+def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None):
+    """Train a user student by KD; returns it (eval mode) and the report."""
+    from edgerec.training.samples import epoch_order, training_samples
+    from edgerec.training.inputs import window_inputs
+
+    t0 = time.perf_counter()
+    teacher = teacher.eval()
+    student = make_user_student(teacher, config)
+    samples = training_samples(split)
+    rng = np.random.default_rng(config.seed)
+    if len(samples) > config.max_train_prefixes:
+        keep = np.sort(rng.choice(len(samples), config.max_train_prefixes, replace=False))
+    else:
+        keep = np.arange(len(samples))
+    with torch.no_grad():
+        table = teacher.items().float().clone()
+    table[0] = 0.0
+    T = float(config.temperature)
+    seq = split.sequences
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=config.user_lr, weight_decay=0.01)
+    batches_per_epoch = math.ceil(len(keep) / config.user_batch_size)
+    total = max(1, batches_per_epoch * int(config.user_epochs))
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    lengths = np.minimum(samples.end[keep] - samples.start[keep], student.cfg.max_len)
+    losses, step = [], 0
+    for epoch in range(int(config.user_epochs)):
+        student.train()
+        for batch in epoch_order(
+            len(keep), config.seed, epoch, batch_size=config.user_batch_size, lengths=lengths
+        ):
+            idx = keep[batch]
+            inputs = window_inputs(split, samples.start[idx], samples.end[idx], student.cfg.max_len)
+            tensors = [torch.from_numpy(a) for a in inputs]
+            targets = torch.from_numpy(seq.items[samples.end[idx]])
+            with torch.no_grad():
+                t_logits = teacher.encode_users(*tensors, item_table=table).user @ table.T
+            s_logits = student.encode_users(*tensors, item_table=table).user @ table.T
+            t_logits[:, 0] = -1e9
+            s_logits = s_logits.clone()
+            s_logits[:, 0] = -1e9
+            kd = F.kl_div(
+                F.log_softmax(s_logits / T, dim=1),
+                F.log_softmax(t_logits / T, dim=1),
+                log_target=True,
+                reduction="batchmean",
+            ) * (T * T)
+            hard = F.cross_entropy(s_logits, targets)
+            loss = config.kd_weight * kd + (1 - config.kd_weight) * hard
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if progress is not None:
+                progress(step, total)
+    student.eval()
+
+    from edgerec.evaluation import evaluate
+
+    users = np.arange(seq.n_users)
+    t_vecs, s_vecs = [], []
+    from edgerec.training.inputs import stage_inputs
+
+    for start in range(0, len(users), 512):
+        inputs = stage_inputs(split, users[start : start + 512], "test", student.cfg.max_len)
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(a) for a in inputs]
+            t_vecs.append(teacher.encode_users(*tensors, item_table=table).user.numpy())
+            s_vecs.append(student.encode_users(*tensors, item_table=table).user.numpy())
+    cos = _cosines(np.concatenate(s_vecs), np.concatenate(t_vecs))
+    teacher_m = evaluate(_scorer(teacher, split, table), split, "test")
+    student_m = evaluate(_scorer(student, split, table), split, "test")
+    tenth = max(1, len(losses) // 10)
+    report = {
+        "hidden": int(student.cfg.hidden),
+        "teacher_hidden": int(teacher.cfg.hidden),
+        "student_parameters": _user_params(student),
+        "teacher_parameters": _user_params(teacher),
+        "epochs": int(config.user_epochs),
+        "steps": len(losses),
+        "train_prefixes": int(len(keep)),
+        "temperature": T,
+        "kd_weight": float(config.kd_weight),
+        "loss_first": float(np.mean(losses[:tenth])),
+        "loss_last": float(np.mean(losses[-tenth:])),
+        "test_users": int(len(users)),
+        "test_mean_cosine": float(cos.mean()),
+        "test_min_cosine": float(cos.min()),
+        "teacher_test_ndcg@10": float(teacher_m["ndcg@10"]),
+        "teacher_test_hr@10": float(teacher_m["hr@10"]),
+        "student_test_ndcg@10": float(student_m["ndcg@10"]),
+        "student_test_hr@10": float(student_m["hr@10"]),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return student, report

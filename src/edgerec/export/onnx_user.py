@@ -1,0 +1,176 @@
+"""User encoder -> ONNX: history (items, behaviours, gaps, lengths) + item table -> user vector.
+
+Exported with the torch.export-based ("dynamo") exporter. The TorchScript exporter was
+tried on this model and produced a graph whose user vectors differed from PyTorch by
+~0.04 (its LSTM export assumes the example's batch size), so it is only a fallback and
+the parity gate decides whether its output ships.
+
+The item table is a graph *input*, not an initializer: baking a large matrix into the
+graph made onnxruntime pre-pack it and doubled the time per call in a measurement here
+(see ``benchmarks/export_scoring.py``), and as an input the runtime can share one copy of
+the matrix between the user encoder and scoring.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgerec.export.config import USER_INPUTS, USER_OUTPUTS, USER_ROLE
+from edgerec.export.onnx_graph import check_and_save, quiet_torch_onnx, set_interface, set_metadata
+
+
+class UserEncoderGraph(nn.Module):
+    """The part of the model the runtime calls per request, with bundle names and order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, items, behaviours, gaps, lengths, item_table):
+        enc = self.model.encode_users(items, behaviours, gaps, lengths, item_table)
+        return enc.user, enc.gate, enc.attention
+
+
+def example_inputs(
+    n_items: int, n_behaviours: int, n_gap_buckets: int, seed: int = 0
+) -> tuple[np.ndarray, ...]:
+    """A batch of 3 right-padded histories of different lengths (sizes > 1 stay dynamic)."""
+    rng = np.random.default_rng(seed)
+    batch, seq = 3, 7
+    lengths = np.array([seq, 4, 2], dtype=np.int64)
+    valid = np.arange(seq)[None, :] < lengths[:, None]
+    items = np.where(valid, rng.integers(1, n_items + 1, (batch, seq)), 0)
+    behaviours = np.where(valid, rng.integers(0, max(n_behaviours, 1), (batch, seq)), 0)
+    gaps = np.where(valid, rng.integers(1, n_gap_buckets, (batch, seq)), 0)
+    return items.astype(np.int64), behaviours.astype(np.int64), gaps.astype(np.int64), lengths
+
+
+def _clear_rnn_dispatch_cache() -> None:
+    """Work around a torch 2.x bug: the exporter swaps in a while-loop LSTM decomposition
+    for dynamic shapes and restores the old one afterwards, but the op's dispatch cache
+    keeps whichever kernel it saw last. A second export in the same process then
+    unrolls the LSTM over the example's sequence length and the graph only runs at that
+    length. Clearing the cache around each export makes every export like the first."""
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
+def _export_dynamo(wrapper, args, opset: int):
+    _clear_rnn_dispatch_cache()
+    try:
+        return _export_dynamo_once(wrapper, args, opset)
+    finally:
+        _clear_rnn_dispatch_cache()
+
+
+def _export_dynamo_once(wrapper, args, opset: int):
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("seq")
+    rows = torch.export.Dim("n_rows")
+    dynamic = {
+        "items": {0: batch, 1: seq},
+        "behaviours": {0: batch, 1: seq},
+        "gaps": {0: batch, 1: seq},
+        "lengths": {0: batch},
+        "item_table": {0: rows},
+    }
+    with warnings.catch_warnings(), quiet_torch_onnx():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            input_names=list(USER_INPUTS),
+            output_names=list(USER_OUTPUTS),
+            dynamic_shapes=dynamic,
+            optimize=True,
+            verbose=False,
+        )
+    return program.model_proto
+
+
+def _export_torchscript(wrapper, args, opset: int):
+    import io
+
+    import onnx
+
+    axes = {name: dict(enumerate(shape)) for name, shape in {**USER_INPUTS}.items()}
+    axes.update({name: dict(enumerate(shape)) for name, shape in USER_OUTPUTS.items()})
+    axes = {n: {i: a for i, a in d.items() if a != "dim"} for n, d in axes.items()}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            args,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(USER_INPUTS),
+            output_names=list(USER_OUTPUTS),
+            dynamic_axes=axes,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def export_user_encoder(
+    model: nn.Module,
+    path: Path | str,
+    *,
+    item_table: np.ndarray,
+    n_behaviours: int,
+    n_gap_buckets: int,
+    opset: int,
+    ir_version: int,
+    metadata: dict | None = None,
+    exporter: str = "auto",
+) -> dict:
+    """Write the fp32 user encoder graph; returns what the manifest records about it."""
+    import onnxscript.optimizer
+
+    model = model.eval()
+    wrapper = UserEncoderGraph(model).eval()
+    items, behaviours, gaps, lengths = example_inputs(
+        item_table.shape[0] - 1, n_behaviours, n_gap_buckets
+    )
+    args = tuple(torch.from_numpy(a) for a in (items, behaviours, gaps, lengths)) + (
+        torch.from_numpy(np.ascontiguousarray(item_table, dtype=np.float32)),
+    )
+    used, error = None, None
+    proto = None
+    if exporter in ("auto", "dynamo"):
+        try:
+            proto = _export_dynamo(wrapper, args, opset)
+            used = "torch.onnx dynamo"
+        except Exception as e:  # the fallback below is judged by the parity gate
+            if exporter == "dynamo":
+                raise
+            error = f"{type(e).__name__}: {e}"
+    if proto is None:
+        proto = _export_torchscript(wrapper, args, opset)
+        used = "torch.onnx torchscript"
+    # constant folding before anything else: quantize_dynamic skips an LSTM whose
+    # weights arrive through unfolded Concat/Reshape chains
+    proto = onnxscript.optimizer.optimize(proto)
+    dim = int(item_table.shape[1])
+    set_interface(proto, USER_INPUTS, USER_OUTPUTS, {"dim": dim})
+    set_metadata(
+        proto,
+        role=USER_ROLE,
+        precision="fp32",
+        ir_version=ir_version,
+        extra={"dim": dim, "hidden": int(model.cfg.hidden), **(metadata or {})},
+    )
+    size = check_and_save(proto, path)
+    info = {"exporter": used, "opset": opset, "size": size}
+    if error:
+        info["dynamo_error"] = error[:500]
+    return info

@@ -1,0 +1,173 @@
+"""The item catalog as an immutable snapshot, replaced whole by ``add_items``/``remove_items``.
+
+Readers take one reference to the current snapshot and use only it, so a concurrent
+update is seen entirely or not at all. Updates are copy-on-write but cheap: per-row
+arrays live in buffers with spare capacity, a snapshot is a view of the first ``n_rows``
+rows, and an update only ever writes rows beyond the newest snapshot's end -- rows that
+no published snapshot can see. Removal never touches a row either: it flips a copy of
+the ``active`` mask. Ids resolve through a large immutable base dictionary plus a small
+per-snapshot delta that is folded into the base once it grows.
+
+Dense row 0 is padding; item ``i`` of the bundle is row ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+import numpy as np
+
+_DELTA_FOLD_MIN = 4096
+
+
+def _grow(buf: np.ndarray, used: int, extra: int) -> np.ndarray:
+    """A buffer with room for ``used + extra`` rows: ``buf`` itself when it fits, else a copy."""
+    need = used + extra
+    if buf.shape[0] >= need and buf.flags.writeable:
+        return buf
+    cap = max(need, used + used // 2, 16)
+    out = np.empty((cap,) + buf.shape[1:], dtype=buf.dtype)
+    out[:used] = buf[:used]
+    return out
+
+
+@dataclass(frozen=True)
+class IdIndex:
+    """Original id -> dense row: an immutable base plus a small delta (delta wins)."""
+
+    base: MappingProxyType
+    delta: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def get(self, key, default=None):
+        row = self.delta.get(key)
+        if row is None:
+            row = self.base.get(key, default)
+        return row
+
+    def with_updates(self, updates: dict) -> IdIndex:
+        delta = {**self.delta, **updates}
+        if len(delta) > max(_DELTA_FOLD_MIN, len(self.base) // 8):
+            return IdIndex(MappingProxyType({**self.base, **delta}))
+        return IdIndex(self.base, MappingProxyType(delta))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """One immutable state of the catalog; arrays are views that are never written to."""
+
+    matrix: np.ndarray  # (n_rows, dim) float32 | float16 | int8
+    scale: np.ndarray | None  # (n_rows,) float32 for int8 rows
+    ids: np.ndarray  # (n_rows,) object: original id per row, None at row 0
+    titles: np.ndarray  # (n_rows,) object
+    popularity: np.ndarray  # (n_rows,) float32
+    active: np.ndarray  # (n_rows,) bool: recommendable (False at row 0 and removed rows)
+    inactive: np.ndarray  # sorted int64 rows where active is False
+    index: IdIndex
+    id_type: str  # "int" | "str"
+    version: int = 0
+    # the capacity buffers behind the views, reused by the next update
+    _buffers: tuple = field(default=(), repr=False, compare=False)
+
+    @property
+    def n_rows(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def n_active(self) -> int:
+        return self.n_rows - len(self.inactive)
+
+    @classmethod
+    def create(
+        cls,
+        matrix: np.ndarray,
+        scale: np.ndarray | None,
+        ids: Sequence,
+        titles: Sequence,
+        popularity: np.ndarray,
+        id_type: str,
+    ) -> Catalog:
+        n_rows = matrix.shape[0]
+        id_arr = np.empty(n_rows, dtype=object)
+        id_arr[1:] = list(ids)
+        title_arr = np.empty(n_rows, dtype=object)
+        title_arr[1:] = list(titles)
+        active = np.ones(n_rows, dtype=bool)
+        active[0] = False
+        index = IdIndex(MappingProxyType({x: i + 1 for i, x in enumerate(ids)}))
+        for arr in (matrix, scale, popularity, active):
+            if arr is not None and arr.flags.writeable:
+                arr.flags.writeable = False
+        id_arr.flags.writeable = False
+        title_arr.flags.writeable = False
+        return cls(
+            matrix=matrix,
+            scale=scale,
+            ids=id_arr,
+            titles=title_arr,
+            popularity=popularity,
+            active=active,
+            inactive=np.flatnonzero(~active),
+            index=index,
+            id_type=id_type,
+        )
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of ``rows`` (dequantized for int8, upcast for float16)."""
+        v = self.matrix[rows]
+        if self.scale is not None:
+            return v.astype(np.float32) * self.scale[rows, None]
+        return v if v.dtype == np.float32 else v.astype(np.float32)
+
+    def append(self, vectors: np.ndarray, ids: list, titles: list) -> Catalog:
+        """A new snapshot with rows appended for ``ids`` (reusing a removed id's name)."""
+        n, k = self.n_rows, len(ids)
+        bufs = dict(self._buffers) if self._buffers else {}
+        out = {}
+        for name in ("matrix", "scale", "ids", "titles", "popularity"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            out[name] = _grow(bufs.get(name, arr), n, k)
+        if self.scale is not None:
+            peak = np.abs(vectors).max(axis=1)
+            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            q = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
+            out["matrix"][n : n + k] = q
+            out["scale"][n : n + k] = scale
+        else:
+            out["matrix"][n : n + k] = vectors.astype(self.matrix.dtype)
+        out["ids"][n : n + k] = ids
+        out["titles"][n : n + k] = titles
+        out["popularity"][n : n + k] = 0.0
+        # ``active`` is copied, never shared: removal flips rows of published snapshots' masks
+        active = np.empty(n + k, dtype=bool)
+        active[:n] = self.active
+        active[n:] = True
+        views = {name: buf[: n + k] for name, buf in out.items()}
+        for v in views.values():
+            v.flags.writeable = False
+        active.flags.writeable = False
+        index = self.index.with_updates({x: n + i for i, x in enumerate(ids)})
+        return replace(
+            self,
+            **views,
+            active=active,
+            inactive=np.flatnonzero(~active),
+            index=index,
+            version=self.version + 1,
+            _buffers=tuple(out.items()),
+        )
+
+    def deactivate(self, rows: np.ndarray) -> Catalog:
+        active = self.active.copy()
+        active[rows] = False
+        active.flags.writeable = False
+        return replace(
+            self, active=active, inactive=np.flatnonzero(~active), version=self.version + 1
+        )

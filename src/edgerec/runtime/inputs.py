@@ -1,0 +1,276 @@
+"""Turning what a caller passes (ids, behaviours, timestamps) into model rows, defensively.
+
+Apps call the runtime with whatever their data holds, so each argument is checked and a
+mistake becomes a ``ValueError`` that names the argument, the position and the problem.
+The rules (also in ``Recommender.recommend``'s docstring):
+
+- ids are the bundle's original ids. For an ``int`` catalog, ints, numpy integers and
+  decimal strings ("50") are accepted; for a ``str`` catalog, strings, and ints are
+  looked up by their decimal form. Anything else (floats, None, bools, bytes) is an
+  error. Ids the catalog does not know are skipped and reported, or raise
+  ``UnknownItemError`` with ``strict=True``.
+- behaviours are vocabulary entries of the bundle (``behaviour_vocab``): strings, or
+  values whose string form is one (rating ``4`` or ``4.0`` -> ``"4"``). An unknown
+  value maps to index 0 ("none"); NaN, bools and non-scalars are errors.
+- timestamps are seconds (int or float, finite, |t| < 2**62). Without them every event
+  gets the bucket of a zero gap. Out-of-order timestamps count as zero gaps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgerec.errors import UnknownItemError
+from edgerec.runtime.catalog import Catalog
+
+MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
+MAX_BATCH = 100_000  # histories per recommend_batch call
+MAX_IDS = 1_000_000  # ids per candidates/exclude/add/remove argument
+_TS_LIMIT = 2**62
+_MAX_ID_DIGITS = 19  # decimal ids longer than int64 cannot be in the catalog
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k must be a positive int, got {type(k).__name__} {k!r}")
+    k = int(k)
+    if k <= 0:
+        raise ValueError(f"k must be a positive int, got {k}")
+    return k
+
+
+def as_list(value: object, name: str, limit: int) -> list:
+    """A finite, ordered sequence as a list; strings, mappings and sets are refused."""
+    if value is None:
+        raise ValueError(f"{name} must be a sequence, got None")
+    if isinstance(value, str | bytes | bytearray):
+        raise ValueError(
+            f"{name} must be a sequence of values, not a single {type(value).__name__}"
+        )
+    if isinstance(value, Mapping | Set):
+        raise ValueError(f"{name} must be an ordered sequence, got {type(value).__name__}")
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got an array of shape {value.shape}")
+        if value.size > limit:
+            raise ValueError(f"{name} has {value.size} entries; the limit is {limit}")
+        return value.tolist()
+    if not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a sequence, got {type(value).__name__}")
+    try:
+        out = list(itertools.islice(value, limit + 1))
+    except ValueError:
+        raise
+    except Exception as e:  # a generator that raises while we read it
+        raise ValueError(f"{name}: could not read the sequence ({type(e).__name__}: {e})") from None
+    if len(out) > limit:
+        raise ValueError(f"{name} has more than {limit} entries")
+    return out
+
+
+def _id_key(x: object, id_type: str, where: str) -> object:
+    """The catalog key for one id, or raise ValueError for a value that is not an id."""
+    if id_type == "int":
+        if isinstance(x, bool) or isinstance(x, np.bool_):
+            raise ValueError(f"{where}: item ids must be int or str, got bool")
+        if isinstance(x, numbers.Integral):
+            return int(x)
+        if isinstance(x, str):
+            s = x.strip()
+            digits = s[1:] if s[:1] in "+-" else s
+            if digits.isdecimal() and digits.isascii() and len(digits) <= _MAX_ID_DIGITS:
+                return int(s)
+            return x  # a string that cannot be an int id: unknown, not an error
+        raise ValueError(f"{where}: item ids must be int or str, got {type(x).__name__}")
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool) or isinstance(x, np.bool_):
+        raise ValueError(f"{where}: item ids must be str or int, got bool")
+    if isinstance(x, numbers.Integral):
+        return str(int(x))
+    raise ValueError(f"{where}: item ids must be str or int, got {type(x).__name__}")
+
+
+def lookup(values: list, catalog: Catalog, name: str) -> tuple[np.ndarray, list[int]]:
+    """Rows (-1 where unknown) for a list of ids, and the positions that were unknown."""
+    index = catalog.index
+    if catalog.id_type == "int" and all(type(x) is int for x in values):
+        # the common case, without per-item checks (bools are excluded by ``type(x) is int``)
+        if index.delta:
+            rows = [index.get(x, -1) for x in values]
+        else:
+            rows = list(map(index.base.get, values, itertools.repeat(-1, len(values))))
+    else:
+        rows = [
+            index.get(_id_key(x, catalog.id_type, f"{name}[{i}]"), -1) for i, x in enumerate(values)
+        ]
+    arr = np.fromiter(rows, dtype=np.int64, count=len(rows))
+    return arr, np.flatnonzero(arr < 0).tolist()
+
+
+def id_rows(value: object, catalog: Catalog, name: str) -> np.ndarray:
+    """Unique rows of the known ids of a candidates/exclude argument (unknown ones skipped)."""
+    rows, _ = lookup(as_list(value, name, MAX_IDS), catalog, name)
+    return np.unique(rows[rows > 0])
+
+
+def _is_int_text(text: str) -> bool:
+    digits = text[1:] if text[:1] in "+-" else text
+    return digits.isdecimal() and digits.isascii()
+
+
+class BehaviourMap:
+    """Vocabulary entries (or values whose string form is one) -> behaviour indices."""
+
+    def __init__(self, vocab: tuple[str, ...], default: str) -> None:
+        self.by_name = {v: i for i, v in enumerate(vocab)}
+        self.by_int = {int(v): i for i, v in enumerate(vocab) if _is_int_text(v)}
+        self.default = self.by_name[default]
+
+    def index(self, x: object, where: str) -> int:
+        if isinstance(x, str):
+            found = self.by_name.get(x)
+            return found if found is not None else self.by_name.get(x.strip(), 0)
+        if isinstance(x, bool) or isinstance(x, np.bool_):
+            raise ValueError(f"{where}: behaviours must be vocabulary strings or numbers, got bool")
+        if isinstance(x, numbers.Integral):
+            return self.by_name.get(str(int(x)), 0)
+        if isinstance(x, numbers.Real):
+            f = float(x)
+            if not math.isfinite(f):
+                raise ValueError(f"{where}: behaviour is {f}, not a vocabulary value")
+            key = str(int(f)) if f.is_integer() else repr(f)
+            return self.by_name.get(key, 0)
+        raise ValueError(
+            f"{where}: behaviours must be vocabulary strings or numbers, got {type(x).__name__}"
+        )
+
+    def indices(self, values: object, n: int) -> np.ndarray:
+        if values is None:
+            return np.full(n, self.default, dtype=np.int64)
+        items = as_list(values, "behaviours", MAX_HISTORY)
+        if len(items) != n:
+            raise ValueError(f"behaviours has {len(items)} entries but the history has {n} events")
+        # fast paths for the usual all-str or all-int lists (unknown entries map to 0)
+        if all(type(x) is str for x in items):
+            found = [self.by_name.get(x) for x in items]
+            if None not in found:
+                return np.array(found, dtype=np.int64)
+        elif all(type(x) is int for x in items):
+            return np.array([self.by_int.get(x, 0) for x in items], dtype=np.int64)
+        return np.fromiter(
+            (self.index(x, f"behaviours[{i}]") for i, x in enumerate(items)), np.int64, count=n
+        )
+
+
+def _out_of_range(arr: np.ndarray) -> np.ndarray:
+    return (arr >= _TS_LIMIT) | (arr <= -_TS_LIMIT)
+
+
+def timestamps_array(values: object, n: int) -> np.ndarray:
+    if values is None:
+        return np.zeros(n, dtype=np.int64)
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iuf":
+        arr = values
+    else:
+        items = as_list(values, "timestamps", MAX_HISTORY)
+        if len(items) == n and all(type(x) is int for x in items):
+            try:  # the usual list of int seconds
+                arr = np.array(items, dtype=np.int64)
+            except OverflowError:
+                arr = None
+            if arr is not None and not _out_of_range(arr).any():
+                return arr
+        for i, x in enumerate(items):
+            if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
+                raise ValueError(
+                    f"timestamps[{i}]: expected seconds as int or float, got {type(x).__name__}"
+                )
+        try:
+            arr = np.array(
+                items,
+                dtype=np.float64
+                if any(isinstance(x, float | np.floating) for x in items)
+                else np.int64,
+            )
+        except OverflowError:
+            arr = np.array([float(x) for x in items], dtype=np.float64)
+    if arr.shape[0] != n:
+        raise ValueError(f"timestamps has {arr.shape[0]} entries but the history has {n} events")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"timestamps[{i}] is {arr[i]}: timestamps must be finite seconds")
+        over = _out_of_range(arr)
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise ValueError(f"timestamps[{i}] = {arr[i]} is out of range (|t| < 2**62 seconds)")
+        return np.floor(arr).astype(np.int64)
+    if arr.dtype.kind == "u" and arr.size and arr.max() >= _TS_LIMIT:
+        i = int(np.argmax(arr))
+        raise ValueError(f"timestamps[{i}] = {arr[i]} is out of range (|t| < 2**62 seconds)")
+    arr = arr.astype(np.int64)
+    over = _out_of_range(arr)
+    if over.any():
+        i = int(np.flatnonzero(over)[0])
+        raise ValueError(f"timestamps[{i}] = {arr[i]} is out of range (|t| < 2**62 seconds)")
+    return arr
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One history, ready for the user encoder."""
+
+    rows: np.ndarray  # dense rows of the known events the model reads (latest max_len)
+    behaviours: np.ndarray
+    timestamps: np.ndarray
+    positions: np.ndarray  # index in the caller's history of each row
+    seen: np.ndarray  # unique rows of every known event of the history
+    unknown: tuple  # unknown ids as given, in order
+    n_events: int
+
+
+def prepare(
+    history: object,
+    behaviours: object,
+    timestamps: object,
+    catalog: Catalog,
+    behaviour_map: BehaviourMap,
+    max_len: int,
+    strict: bool,
+    encodable_rows: int | None = None,
+) -> Prepared:
+    """Validate one history and keep its latest ``max_len`` known events.
+
+    ``encodable_rows``: rows at or beyond it (items added after export) cannot be read by
+    a user encoder whose item table is baked in; such events are dropped from its input.
+    """
+    values = as_list(history, "history", MAX_HISTORY)
+    n = len(values)
+    rows, unknown_pos = lookup(values, catalog, "history")
+    beh = behaviour_map.indices(behaviours, n)
+    ts = timestamps_array(timestamps, n)
+    unknown = tuple(values[i] for i in unknown_pos)
+    if unknown and strict:
+        raise UnknownItemError(list(dict.fromkeys(unknown)))
+    known = rows > 0
+    seen = np.unique(rows[known])
+    if encodable_rows is not None:
+        known &= rows < encodable_rows
+    positions = np.flatnonzero(known)[-max_len:]
+    return Prepared(
+        rows=rows[positions],
+        behaviours=beh[positions],
+        timestamps=ts[positions],
+        positions=positions,
+        seen=seen,
+        unknown=unknown,
+        n_events=n,
+    )

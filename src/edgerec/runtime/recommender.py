@@ -1,0 +1,673 @@
+"""``Recommender``: a verified bundle, its onnxruntime sessions and the current catalog.
+
+Load once and share: every method may be called from many threads at once. A call reads
+the current catalog snapshot (``_state``) once and works only on it; ``add_items`` and
+``remove_items`` build a new snapshot and publish it with one assignment, so a
+concurrent call sees the catalog entirely before or entirely after an update.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.errors import BundleError, EdgerecError, UnknownItemError
+from edgerec.features import gap_buckets
+from edgerec.runtime import inputs as I
+from edgerec.runtime.bundle import (
+    BundleData,
+    Manifest,
+    check_onnx,
+    check_text_encoder,
+    check_user_encoder,
+    load_bundle,
+    read_verified,
+)
+from edgerec.runtime.catalog import Catalog
+from edgerec.runtime.providers import (
+    CPU,
+    ProviderPlan,
+    active_device,
+    create_session,
+    plan_providers,
+)
+from edgerec.runtime.results import (
+    Driver,
+    EventInfluence,
+    Explanation,
+    ItemExplanation,
+    Recommendation,
+    RecommendationList,
+    UserVector,
+)
+from edgerec.runtime.scoring import Int8Scorer, NumpyScorer, OrtTopKScorer, top_k
+from edgerec.runtime.tokenize import TextTokenizer
+
+SCORINGS = ("auto", "numpy", "int8", "ort-topk")
+INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as the int8 path
+_ENCODE_BATCH = 256  # histories per user-encoder run
+_TEXT_BATCH = 64  # texts per text-encoder run
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _State:
+    catalog: Catalog
+    scorer: object
+    by_popularity: np.ndarray  # active rows, most popular first (ties by row)
+
+
+def _state(catalog: Catalog, scorer) -> _State:
+    rows = np.flatnonzero(catalog.active)
+    order = np.lexsort((rows, -catalog.popularity[rows]))
+    return _State(catalog, scorer, rows[order])
+
+
+class Recommender:
+    """Next-item recommendations from an edgerec bundle with onnxruntime and numpy only.
+
+    >>> rec = Recommender.load("bundle/")
+    >>> recs = rec.recommend([50, 172, 133], k=10)
+    >>> [(r.item_id, r.title) for r in recs], recs.gate
+    """
+
+    def __init__(
+        self,
+        data: BundleData,
+        plan: ProviderPlan,
+        threads: int | None,
+        scoring: str,
+        precision_fixed: bool,
+    ) -> None:
+        m = data.manifest
+        self.manifest: Manifest = m
+        self.path: Path = data.root
+        self.threads = threads
+        self._write_lock = threading.Lock()
+        self._behaviours = I.BehaviourMap(m.behaviour_vocab, m.default_behaviour)
+        self._zero_gaps = gap_buckets(
+            np.zeros((1, m.dims.max_len), np.int64), np.array([m.dims.max_len])
+        )
+
+        ue_file = data.graph_files["user_encoder"]
+        self._user = create_session(
+            data.graph_bytes["user_encoder"], ue_file, plan.requested, threads
+        )
+        self.device = active_device(self._user, plan, ue_file)
+        precision = data.precision
+        if self.device == "cpu" and precision == "fp16" and not precision_fixed:
+            for alt in ("int8", "fp32"):
+                if alt in m.graphs["user_encoder"]:
+                    precision, ue_file = alt, m.graphs["user_encoder"][alt]
+                    blob = read_verified(data.root, ue_file, m.files[ue_file])
+                    check_onnx(blob, ue_file)
+                    self._user = create_session(blob, ue_file, [CPU], threads)
+                    break
+        self.precision = precision
+        self.graph_files = {"user_encoder": ue_file}
+        self._table_input = check_user_encoder(self._user, ue_file, m)
+        table_shape = next(
+            (i.shape for i in self._user.get_inputs() if i.name == "item_table"), None
+        )
+        self._static_table = (
+            table_shape[0] if table_shape and isinstance(table_shape[0], int) else None
+        )
+        self._encodable = None if self._table_input else m.dims.n_items + 1
+        self.providers: tuple[str, ...] = tuple(self._user.get_providers())
+
+        self._text = None
+        self._tokenizer = None
+        if "text_encoder" in data.graph_files:
+            te_file = data.graph_files["text_encoder"]
+            self._text = create_session(
+                data.graph_bytes["text_encoder"], te_file, self.providers, threads
+            )
+            self._text_inputs = check_text_encoder(self._text, te_file, m)
+            self._tokenizer = TextTokenizer(
+                data.tokenizer_json or "", m.dims.text_max_length, m.tokenizer or "tokenizer"
+            )
+            self.graph_files["text_encoder"] = te_file
+
+        catalog, scorer = self._build_catalog(data, scoring)
+        self.scoring = scorer.kind
+        self._state_ref = _state(catalog, scorer)
+        self._smoke_test()
+
+    # --- construction -----------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        providers: str | Sequence[str] = "auto",
+        threads: int | None = None,
+        precision: str | None = None,
+        scoring: str = "auto",
+    ) -> Recommender:
+        """Verify and load a bundle directory.
+
+        - ``providers``: ``"auto"`` (CUDA when onnxruntime-gpu is installed *and* a session
+          really runs on it, else CPU), ``"cpu"``, ``"cuda"`` (raises ``ProviderError`` if
+          it cannot be honoured) or a list of onnxruntime provider names.
+        - ``threads``: intra-op threads of the onnxruntime sessions (None: its default).
+          numpy's BLAS follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS.
+        - ``precision``: graph variant, ``"fp32"``, ``"int8"`` or ``"fp16"``; None takes
+          the bundle's default (on CPU an fp16 default gives way to int8 or fp32).
+        - ``scoring``: ``"auto"`` (on CPU a float32 BLAS GEMV below 100k items, and from
+          100k items an int8 onnxruntime shortlist whose candidates are rescored exactly
+          -- the same answers at a quarter of the memory traffic; on CUDA scoring and
+          top-k on the device), or force ``"numpy"``, ``"int8"`` or ``"ort-topk"``.
+
+        Raises ``BundleError`` naming the file for anything wrong with the bundle.
+        """
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+        if precision is not None and not isinstance(precision, str):
+            raise ValueError(f"precision must be a string or None, got {precision!r}")
+        plan = plan_providers(providers)
+        guess = "cuda" if plan.requested[0] != CPU else "cpu"
+        data = load_bundle(path, precision=precision, device=guess)
+        return cls(data, plan, threads, scoring, precision_fixed=precision is not None)
+
+    def _build_catalog(self, data: BundleData, scoring: str):
+        items, scale = data.items, data.scale
+        n_rows = items.shape[0]
+        ids, titles = data.item_ids.ids, data.item_ids.titles
+        if scoring == "auto":
+            if self.device == "cuda":
+                scoring = "ort-topk"
+            elif n_rows >= INT8_MIN_ROWS:
+                scoring = "int8"
+            else:
+                scoring = "numpy"
+
+        def fp32() -> np.ndarray:
+            if scale is not None:
+                return items.astype(np.float32) * scale[:, None]
+            return items if items.dtype == np.float32 else items.astype(np.float32)
+
+        if scoring == "numpy":
+            cat = Catalog.create(fp32(), None, ids, titles, data.popularity, data.item_ids.id_type)
+            return cat, NumpyScorer(cat)
+        if scoring == "int8":
+            if self.device == "cuda":
+                raise ValueError("scoring='int8' is a CPU path; use 'auto' or 'ort-topk' on CUDA")
+            # rows stay as stored (float32, float16 or int8): exact rescoring reads them
+            cat = Catalog.create(items, scale, ids, titles, data.popularity, data.item_ids.id_type)
+            return cat, Int8Scorer(cat, self.threads)
+        # ort-topk: float16 where the bundle stored less than float32, float32 otherwise
+        m = items if items.dtype != np.int8 else fp32().astype(np.float16)
+        cat = Catalog.create(m, None, ids, titles, data.popularity, data.item_ids.id_type)
+        try:
+            scorer = OrtTopKScorer(cat, self.providers, self.threads, self.device)
+        except BundleError:
+            raise
+        except Exception as e:
+            raise EdgerecError(
+                f"cannot place the item matrix on {self.device} ({type(e).__name__}: {e})"
+            ) from None
+        return cat, scorer
+
+    def _smoke_test(self) -> None:
+        """Run each graph once: a graph that loads but cannot run fails here, not later."""
+        cat = self._state_ref.catalog
+        row = int(np.flatnonzero(cat.active)[0]) if cat.n_active else 1
+        prep = I.Prepared(
+            rows=np.array([row], np.int64),
+            behaviours=np.array([self._behaviours.default], np.int64),
+            timestamps=np.zeros(1, np.int64),
+            positions=np.zeros(1, np.int64),
+            seen=np.array([row], np.int64),
+            unknown=(),
+            n_events=1,
+        )
+        name = self.graph_files["user_encoder"]
+        try:
+            users, gates, att = self._encode(cat, [prep])
+        except EdgerecError:
+            raise
+        except Exception as e:
+            raise BundleError(f"{name}: the graph fails on a one-event history ({e})") from None
+        if users.shape != (1, self.manifest.dims.dim) or gates.shape != (1,) or att.shape[0] != 1:
+            raise BundleError(
+                f"{name}: outputs have shapes user {users.shape}, gate {gates.shape}, "
+                f"attention {att.shape}; expected (1, {self.manifest.dims.dim}), (1,), (1, L)"
+            )
+        if self._text is not None:
+            name = self.graph_files["text_encoder"]
+            try:
+                vec = self._encode_texts(["smoke test"])
+            except EdgerecError:
+                raise
+            except Exception as e:
+                raise BundleError(f"{name}: the graph fails on a short text ({e})") from None
+            if vec.shape != (1, self.manifest.dims.dim):
+                raise BundleError(
+                    f"{name}: item_vector has shape {vec.shape}, expected (1, {self.manifest.dims.dim})"
+                )
+
+    # --- properties -------------------------------------------------------------------
+
+    @property
+    def n_items(self) -> int:
+        """Items that can be recommended now (bundle items + added - removed)."""
+        return self._state_ref.catalog.n_active
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dims.dim
+
+    @property
+    def max_len(self) -> int:
+        return self.manifest.dims.max_len
+
+    @property
+    def can_add_items(self) -> bool:
+        return self._text is not None
+
+    def __contains__(self, item_id: object) -> bool:
+        cat = self._state_ref.catalog
+        try:
+            rows, _ = I.lookup([item_id], cat, "item_id")
+        except ValueError:
+            return False
+        return bool(rows[0] > 0 and cat.active[rows[0]])
+
+    def __repr__(self) -> str:
+        return (
+            f"Recommender({str(self.path)!r}, items={self.n_items}, dim={self.dim}, "
+            f"precision={self.precision!r}, providers={list(self.providers)}, "
+            f"scoring={self.scoring!r})"
+        )
+
+    # --- encoding ---------------------------------------------------------------------
+
+    def _prepare(self, cat: Catalog, history, behaviours, timestamps, strict: bool) -> I.Prepared:
+        return I.prepare(
+            history,
+            behaviours,
+            timestamps,
+            cat,
+            self._behaviours,
+            self.manifest.dims.max_len,
+            strict,
+            self._encodable,
+        )
+
+    def _encode(self, cat: Catalog, preps: list[I.Prepared]):
+        """User vectors, gates and attention of non-empty histories (in chunks)."""
+        users, gates, atts = [], [], []
+        width = max(len(p.rows) for p in preps)
+        for start in range(0, len(preps), _ENCODE_BATCH):
+            u, g, a = self._encode_chunk(cat, preps[start : start + _ENCODE_BATCH], width)
+            users.append(u)
+            gates.append(g)
+            atts.append(a)
+        if len(users) == 1:
+            return users[0], gates[0], atts[0]
+        return np.concatenate(users), np.concatenate(gates), np.concatenate(atts)
+
+    def _encode_chunk(self, cat: Catalog, preps: list[I.Prepared], width: int):
+        b = len(preps)
+        lengths = np.fromiter((len(p.rows) for p in preps), np.int64, count=b)
+        if b == 1:
+            p = preps[0]
+            rows, beh, ts = p.rows[None, :], p.behaviours[None, :], p.timestamps[None, :]
+        else:
+            rows = np.zeros((b, width), np.int64)
+            beh = np.zeros((b, width), np.int64)
+            ts = np.zeros((b, width), np.int64)
+            for j, p in enumerate(preps):
+                n = len(p.rows)
+                rows[j, :n] = p.rows
+                beh[j, :n] = p.behaviours
+                ts[j, :n] = p.timestamps
+        if b == 1 and not ts.any():  # no timestamps: the gaps only depend on the length
+            gaps = self._zero_gaps[:, : rows.shape[1]]
+        else:
+            gaps = gap_buckets(ts, lengths)
+        feeds = {"behaviours": beh, "gaps": gaps, "lengths": lengths}
+        if self._table_input:
+            # a compact table of just the rows these histories read, one per event: the
+            # graph only gathers from it, so this equals passing the whole matrix (which
+            # may be int8 or float16 here, or a million rows) at a fraction of the cost
+            valid = rows > 0
+            n_used = int(np.count_nonzero(valid))
+            table_rows = n_used + 1 if self._static_table is None else self._static_table
+            if table_rows < n_used + 1:
+                raise EdgerecError(
+                    "this bundle's user encoder has a fixed-size item table; encode fewer "
+                    "histories per call"
+                )
+            table = np.zeros((table_rows, cat.dim), np.float32)
+            table[1 : n_used + 1] = cat.vectors(rows[valid])
+            local = np.zeros(rows.shape, np.int64)
+            local[valid] = np.arange(1, n_used + 1)
+            feeds["items"] = local
+            feeds["item_table"] = table
+        else:
+            feeds["items"] = rows
+        user, gate, att = self._user.run(["user", "gate", "attention"], feeds)
+        if not np.isfinite(user).all():
+            raise EdgerecError("the user encoder produced non-finite user vectors")
+        return user, gate.reshape(-1), att
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Item vectors of ``texts``; batches group texts of similar length, so little
+        compute goes to padding (the graph pools over the attention mask)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(texts), _TEXT_BATCH):
+            idx = order[start : start + _TEXT_BATCH]
+            tokens = self._tokenizer([texts[i] for i in idx])
+            feeds = {name: tokens[name] for name in self._text_inputs}
+            (vec,) = self._text.run(["item_vector"], feeds)
+            vectors[idx] = vec
+        if not np.isfinite(vectors).all():
+            raise EdgerecError("the text encoder produced non-finite item vectors")
+        return vectors.astype(np.float32, copy=False)
+
+    # --- recommending -----------------------------------------------------------------
+
+    def recommend(
+        self,
+        history,
+        k: int = 10,
+        exclude_seen: bool = True,
+        behaviours=None,
+        timestamps=None,
+        candidates=None,
+        exclude=None,
+        strict: bool = False,
+    ) -> RecommendationList:
+        """The ``k`` best next items for one history, best first.
+
+        - ``history``: original item ids, oldest first (list, tuple, 1-D array or any
+          finite iterable). Unknown ids are skipped and listed in ``unknown_items``
+          (``strict=True`` raises ``UnknownItemError`` naming them instead). Only the
+          latest ``max_len`` known events are read; all of them count as seen.
+        - An empty history (or one with no known id) returns the most popular items,
+          flagged ``fallback="popularity"``.
+        - ``k``: a positive int (``ValueError`` otherwise, bools included); more than the
+          catalog returns the whole eligible catalog.
+        - ``behaviours``/``timestamps``: one per event (see ``edgerec.runtime.inputs``);
+          NaN/inf timestamps or wrong types raise ``ValueError`` naming the argument.
+        - ``candidates``: only rank these ids; ``exclude``: never return these ids
+          (unknown ids in either are ignored). ``exclude_seen`` drops history items.
+        """
+        k = I.check_k(k)
+        state = self._state_ref
+        prep = self._prepare(state.catalog, history, behaviours, timestamps, strict)
+        return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
+
+    def recommend_batch(
+        self,
+        histories,
+        k: int = 10,
+        exclude_seen: bool = True,
+        behaviours=None,
+        timestamps=None,
+        candidates=None,
+        exclude=None,
+        strict: bool = False,
+    ) -> list[RecommendationList]:
+        """``recommend`` for many histories in one pass (same rules, same answers).
+
+        ``behaviours``/``timestamps`` are None or one sequence per history (each may be
+        None); ``candidates``/``exclude`` apply to every history.
+        """
+        k = I.check_k(k)
+        if isinstance(histories, np.ndarray) and histories.ndim == 2:
+            histories = list(histories)  # one row per history
+        hist = I.as_list(histories, "histories", I.MAX_BATCH)
+        n = len(hist)
+
+        def per_user(value, name):
+            if value is None:
+                return [None] * n
+            values = I.as_list(value, name, I.MAX_BATCH)
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} histories")
+            return values
+
+        behs = per_user(behaviours, "behaviours")
+        tss = per_user(timestamps, "timestamps")
+        state = self._state_ref
+        preps = []
+        for i, h in enumerate(hist):
+            try:
+                preps.append(self._prepare(state.catalog, h, behs[i], tss[i], strict))
+            except UnknownItemError:
+                raise
+            except ValueError as e:
+                raise ValueError(f"histories[{i}]: {e}") from None
+        return self._recommend(state, preps, k, exclude_seen, candidates, exclude)
+
+    def _recommend(
+        self,
+        state: _State,
+        preps: list[I.Prepared],
+        k: int,
+        exclude_seen: bool,
+        candidates,
+        exclude,
+    ) -> list[RecommendationList]:
+        cat = state.catalog
+        extra = I.id_rows(exclude, cat, "exclude") if exclude is not None else _EMPTY
+        cand_rows = I.id_rows(candidates, cat, "candidates") if candidates is not None else None
+        if cand_rows is not None:
+            cand_rows = cand_rows[cat.active[cand_rows]]
+
+        def excluded(p: I.Prepared) -> np.ndarray:
+            if exclude_seen and p.seen.size:
+                return np.union1d(p.seen, extra) if extra.size else p.seen
+            return extra
+
+        model_idx = [i for i, p in enumerate(preps) if len(p.rows)]
+        found: dict[int, tuple] = {}
+        if model_idx:
+            users, gates, _ = self._encode(cat, [preps[i] for i in model_idx])
+            excl = [excluded(preps[i]) for i in model_idx]
+            if cand_rows is None:
+                ranked = state.scorer.topk(users, k, excl)
+            else:
+                ranked = self._rank_candidates(cat, users, cand_rows, k, excl)
+            for j, i in enumerate(model_idx):
+                found[i] = (ranked[j], float(gates[j]))
+        out = []
+        for i, p in enumerate(preps):
+            if i in found:
+                (rows, scores), gate = found[i]
+                fallback = None
+            else:
+                rows, scores = self._popular(state, k, excluded(p), cand_rows)
+                gate, fallback = None, "popularity"
+            items = [
+                Recommendation(cat.ids[r], float(s), cat.titles[r])
+                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+            ]
+            out.append(
+                RecommendationList(
+                    items,
+                    gate=gate,
+                    unknown_items=p.unknown,
+                    fallback=fallback,
+                    n_events=p.n_events,
+                    n_used=len(p.rows),
+                )
+            )
+        return out
+
+    @staticmethod
+    def _rank_candidates(cat: Catalog, users: np.ndarray, rows: np.ndarray, k: int, excl):
+        vectors = cat.vectors(rows)
+        scores = users @ vectors.T  # (users, candidates)
+        out = []
+        for j, ex in enumerate(excl):
+            keep = ~np.isin(rows, ex) if ex.size else np.ones(rows.shape[0], bool)
+            r, s = rows[keep], scores[j][keep]
+            best = top_k(s, min(k, r.shape[0]))
+            out.append((r[best], s[best]))
+        return out
+
+    @staticmethod
+    def _popular(state: _State, k: int, ex: np.ndarray, cand_rows):
+        order = state.by_popularity
+        if cand_rows is not None:
+            order = order[np.isin(order, cand_rows)]
+        head = order[: k + ex.size]
+        if ex.size:
+            head = head[~np.isin(head, ex)]
+        rows = head[:k]
+        return rows, state.catalog.popularity[rows]
+
+    # --- user vectors and explanations ------------------------------------------------
+
+    def user_vector(
+        self, history, behaviours=None, timestamps=None, strict: bool = False
+    ) -> UserVector:
+        """``(vector, gate)``: score an item yourself as ``item_vector @ vector``.
+
+        Raises ``ValueError`` if the history has no known item (there is no vector to give).
+        """
+        cat = self._state_ref.catalog
+        prep = self._prepare(cat, history, behaviours, timestamps, strict)
+        if not len(prep.rows):
+            raise ValueError("history has no known item; there is no user vector for it")
+        users, gates, _ = self._encode(cat, [prep])
+        return UserVector(users[0].copy(), float(gates[0]))
+
+    def explain(
+        self,
+        history,
+        k: int = 10,
+        behaviours=None,
+        timestamps=None,
+        exclude_seen: bool = True,
+        strict: bool = False,
+        n_drivers: int = 3,
+    ) -> Explanation:
+        """Why these recommendations: the gate (which horizon dominated), the long-term
+        attention over the events read, and for each recommended item the history events
+        whose item vectors are most similar to it (cosine)."""
+        k = I.check_k(k)
+        n_drivers = I.check_k(n_drivers)
+        state = self._state_ref
+        cat = state.catalog
+        prep = self._prepare(cat, history, behaviours, timestamps, strict)
+        recs = self._recommend(state, [prep], k, exclude_seen, None, None)[0]
+        if not len(prep.rows):
+            items = tuple(ItemExplanation(r.item_id, r.title, r.score, ()) for r in recs)
+            return Explanation(None, "popularity", (), items, prep.unknown)
+        _, gates, att = self._encode(cat, [prep])
+        gate = float(gates[0])
+        n = len(prep.rows)
+        window = self.manifest.dims.window
+        events = tuple(
+            EventInfluence(
+                position=int(prep.positions[t]),
+                item_id=cat.ids[prep.rows[t]],
+                title=cat.titles[prep.rows[t]],
+                attention=float(att[0, t]),
+                in_short_window=t >= n - window,
+            )
+            for t in range(n)
+        )
+        hist_vec = cat.vectors(prep.rows)
+        hist_vec = hist_vec / np.maximum(np.linalg.norm(hist_vec, axis=1, keepdims=True), 1e-12)
+        rec_rows = [cat.index.get(r.item_id) for r in recs]
+        rec_vec = cat.vectors(np.array(rec_rows, np.int64)) if rec_rows else np.zeros((0, self.dim))
+        rec_vec = rec_vec / np.maximum(np.linalg.norm(rec_vec, axis=1, keepdims=True), 1e-12)
+        sims = rec_vec @ hist_vec.T  # (items, events)
+        items = []
+        for i, r in enumerate(recs):
+            order = np.lexsort((np.arange(n), -sims[i]))[:n_drivers]
+            drivers = tuple(
+                Driver(int(prep.positions[t]), cat.ids[prep.rows[t]], float(sims[i, t]))
+                for t in order
+            )
+            items.append(ItemExplanation(r.item_id, r.title, r.score, drivers))
+        horizon = "long-term" if gate >= 0.5 else "short-term"
+        return Explanation(gate, horizon, events, tuple(items), prep.unknown)
+
+    # --- catalog updates --------------------------------------------------------------
+
+    def add_items(self, item_ids, texts, titles=None) -> int:
+        """Cold start: encode ``texts`` with the bundle's text encoder and make the items
+        recommendable at once. Returns the number added.
+
+        Ids must be new (or previously removed, which brings them back with the new text
+        vector); ids already in the catalog, duplicates, or a length mismatch raise
+        ``ValueError``. ``titles`` defaults to None for each item.
+        """
+        if self._text is None:
+            raise BundleError(
+                f"{self.path}: this bundle has no text encoder, so items cannot be added"
+            )
+        ids = I.as_list(item_ids, "item_ids", I.MAX_IDS)
+        txt = I.as_list(texts, "texts", I.MAX_IDS)
+        if len(ids) != len(txt):
+            raise ValueError(f"item_ids has {len(ids)} entries but texts has {len(txt)}")
+        for i, t in enumerate(txt):
+            if not isinstance(t, str):
+                raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        ttl = [None] * len(ids) if titles is None else I.as_list(titles, "titles", I.MAX_IDS)
+        if len(ttl) != len(ids):
+            raise ValueError(f"titles has {len(ttl)} entries but item_ids has {len(ids)}")
+        for i, t in enumerate(ttl):
+            if t is not None and not isinstance(t, str):
+                raise ValueError(f"titles[{i}] must be a str or None, got {type(t).__name__}")
+        id_type = self._state_ref.catalog.id_type
+        keys = [I._id_key(x, id_type, f"item_ids[{i}]") for i, x in enumerate(ids)]
+        if id_type == "int":
+            for i, key in enumerate(keys):
+                if not isinstance(key, int):
+                    raise ValueError(f"item_ids[{i}] = {ids[i]!r} is not an int id")
+                if not -(2**63) <= key < 2**63:
+                    raise ValueError(f"item_ids[{i}] = {key} does not fit in 64 bits")
+        if len(set(keys)) != len(keys):
+            dup = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
+            raise ValueError(f"item_ids has duplicates: {dup[:10]}")
+        if not keys:
+            return 0
+        self._check_new(self._state_ref.catalog, keys)
+        vectors = self._encode_texts(txt)
+        with self._write_lock:
+            state = self._state_ref
+            self._check_new(state.catalog, keys)
+            if state.catalog.n_rows + len(keys) > 2**31 - 1:
+                raise ValueError("the catalog would exceed 2**31 - 1 rows")
+            catalog = state.catalog.append(vectors, keys, ttl)
+            self._state_ref = _state(catalog, state.scorer.with_catalog(catalog))
+        return len(keys)
+
+    @staticmethod
+    def _check_new(cat: Catalog, keys: list) -> None:
+        present = [k for k in keys if (row := cat.index.get(k)) is not None and cat.active[row]]
+        if present:
+            shown = ", ".join(repr(x) for x in present[:10])
+            raise ValueError(f"item_ids already in the catalog: {shown}")
+
+    def remove_items(self, item_ids) -> int:
+        """Stop recommending these items (they still count when they appear in a history).
+
+        Unknown ids raise ``UnknownItemError`` and nothing is removed. Returns the number
+        of items that were active and are now removed.
+        """
+        ids = I.as_list(item_ids, "item_ids", I.MAX_IDS)
+        with self._write_lock:
+            state = self._state_ref
+            rows, unknown_pos = I.lookup(ids, state.catalog, "item_ids")
+            if unknown_pos:
+                raise UnknownItemError([ids[i] for i in unknown_pos])
+            rows = np.unique(rows)
+            rows = rows[state.catalog.active[rows]]
+            if rows.size == 0:
+                return 0
+            catalog = state.catalog.deactivate(rows)
+            self._state_ref = _state(catalog, state.scorer.with_catalog(catalog))
+        return int(rows.size)

@@ -1,0 +1,285 @@
+"""Round trip: tiny trained run -> export -> a bundle that passed the parity gate.
+
+One bundle (fp32 + int8 + fp16) is built per module (~1 min on 2 cores) and shared.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from export_fixtures import make_tiny_bundle, make_tiny_run
+
+from edgerec.errors import BundleError, ParityError
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    run = make_tiny_run(root / "run")
+    manifest = make_tiny_bundle(root / "bundle", run_dir=run, precisions=("fp32", "int8", "fp16"))
+    return run, root / "bundle", manifest
+
+
+def _sessions(bundle, manifest, role):
+    import onnxruntime as ort
+
+    return {
+        p: ort.InferenceSession(str(bundle / name), providers=["CPUExecutionProvider"])
+        for p, name in manifest["graphs"][role].items()
+    }
+
+
+def _user_feed(bundle, manifest, batch=5, seq=9, seed=0):
+    rng = np.random.default_rng(seed)
+    dims = manifest["dims"]
+    lengths = rng.integers(1, seq + 1, batch)
+    lengths[0] = seq
+    valid = np.arange(seq)[None, :] < lengths[:, None]
+    items = np.load(bundle / "items.npy", allow_pickle=False)
+    return {
+        "items": np.where(valid, rng.integers(1, dims["n_items"] + 1, (batch, seq)), 0),
+        "behaviours": np.where(valid, rng.integers(1, dims["n_behaviours"], (batch, seq)), 0),
+        "gaps": np.where(valid, rng.integers(1, dims["n_gap_buckets"], (batch, seq)), 0),
+        "lengths": lengths.astype(np.int64),
+        "item_table": items,
+    }
+
+
+def test_bundle_has_exactly_the_documented_files_with_matching_checksums(built):
+    from edgerec.export.bundle import sha256_file
+
+    _, bundle, manifest = built
+    expected = {
+        "manifest.json",
+        "README.md",
+        "items.npy",
+        "items.json",
+        "popularity.npy",
+        "tokenizer.json",
+        "user_encoder.onnx",
+        "user_encoder.int8.onnx",
+        "user_encoder.fp16.onnx",
+        "text_encoder.onnx",
+        "text_encoder.int8.onnx",
+        "text_encoder.fp16.onnx",
+    }
+    assert {p.name for p in bundle.iterdir()} == expected
+    on_disk = json.loads((bundle / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    for name, entry in manifest["files"].items():
+        assert entry["size"] == (bundle / name).stat().st_size
+        assert entry["sha256"] == sha256_file(bundle / name)
+    assert manifest["format"] == "edgerec-bundle" and manifest["format_version"] == 1
+    assert manifest["default_precision"] == "int8"
+    assert not list(bundle.parent.glob(".bundle.tmp-*")), "temporary directory left behind"
+
+
+def test_fp32_graphs_pass_the_parity_gate(built):
+    _, _, manifest = built
+    user, text = manifest["parity"]["user_encoder"], manifest["parity"]["text_encoder"]
+    assert user["users"] == 80 and user["top10_identical"] >= 0.995
+    assert user["max_abs_user"] <= 1e-4 and user["max_abs_gate"] <= 1e-4
+    assert text["max_abs_item_vector"] <= 1e-4
+    assert text["tokenizer_identical"] == 1.0
+    # the graph encodes with the encoder the model was trained on
+    assert text["max_abs_vs_training_vectors"] <= 1e-3
+
+
+def test_graphs_carry_versions_metadata_and_dynamic_axes(built):
+    import onnx
+
+    _, bundle, manifest = built
+    assert manifest["ir_version"] == 9 and manifest["opset"] == 18
+    for role, graphs in manifest["graphs"].items():
+        for precision, name in graphs.items():
+            model = onnx.load(str(bundle / name))
+            assert model.ir_version == 9
+            default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+            assert default == [18]
+            meta = {p.key: p.value for p in model.metadata_props}
+            assert meta["role"] == role and meta["precision"] == precision
+            assert meta["edgerec_version"] == manifest["edgerec_version"]
+            assert json.loads(meta["dims"])["dim"] == manifest["dims"]["dim"]
+            first = model.graph.input[0].type.tensor_type.shape.dim
+            assert [d.dim_param for d in first] == ["batch", "seq" if role == "user_encoder" else "tokens"]
+
+
+def test_user_encoder_variants_agree_with_fp32_on_new_batch_and_sequence_sizes(built):
+    _, bundle, manifest = built
+    sessions = _sessions(bundle, manifest, "user_encoder")
+    for batch, seq in ((1, 3), (7, 20)):
+        feed = _user_feed(bundle, manifest, batch, seq, seed=batch)
+        ref_user, ref_gate, ref_att = sessions["fp32"].run(None, feed)
+        assert ref_user.shape == (batch, manifest["dims"]["dim"]) and ref_att.shape == (batch, seq)
+        assert np.all((ref_gate >= 0) & (ref_gate <= 1))
+        # attention is a distribution over each user's real events, zero on padding
+        np.testing.assert_allclose(ref_att.sum(1), 1.0, atol=1e-5)
+        assert np.all(ref_att[np.arange(seq)[None, :] >= feed["lengths"][:, None]] == 0)
+        for precision in ("int8", "fp16"):
+            user, gate, _ = sessions[precision].run(None, feed)
+            assert user.dtype == np.float32 and np.isfinite(user).all()
+            cos = (user * ref_user).sum(1) / (
+                np.linalg.norm(user, axis=1) * np.linalg.norm(ref_user, axis=1)
+            )
+            assert cos.min() > (0.95 if precision == "int8" else 0.999), (precision, cos)
+
+
+def test_int8_graphs_quantize_every_weight_op_including_the_lstm(built):
+    from edgerec.export.onnx_graph import op_counts
+
+    _, bundle, manifest = built
+    for role in ("user_encoder", "text_encoder"):
+        assert manifest["export"][role]["int8"]["fp32_weight_ops_left"] == {}
+        assert manifest["export"][role]["int8"]["size"] < manifest["export"][role]["size"]
+    ops = op_counts(bundle / "user_encoder.int8.onnx")
+    assert "LSTM" not in ops and ops.get("DynamicQuantizeLSTM") == 2
+    text_ops = op_counts(bundle / "text_encoder.int8.onnx")
+    assert "Attention" not in text_ops and text_ops.get("QAttention", 0) > 0
+
+
+def test_text_encoder_variants_give_the_fp32_item_vectors(built):
+    from tokenizers import Tokenizer
+
+    _, bundle, manifest = built
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    texts = ["Kamornox brilo | genre01", "a brand new item nobody has seen | genre02, genre03"]
+    enc = tok.encode_batch(texts)
+    feed = {
+        "input_ids": np.array([e.ids for e in enc], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+        "token_type_ids": np.array([e.type_ids for e in enc], np.int64),
+    }
+    sessions = _sessions(bundle, manifest, "text_encoder")
+    ref = sessions["fp32"].run(None, feed)[0]
+    assert ref.shape == (2, manifest["dims"]["dim"])
+    for precision in ("int8", "fp16"):
+        got = sessions[precision].run(None, feed)[0]
+        cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        assert cos.min() > 0.98, (precision, cos)
+    agreement = manifest["quality"]["text_encoder_agreement"]
+    assert agreement["int8"]["min_cosine"] > 0.98
+
+
+def test_bundle_quality_per_precision_matches_the_training_run(built):
+    _, _, manifest = built
+    quality = manifest["quality"]
+    assert quality["stage"] == "test"
+    # fp32 through the bundle reproduces the trainer's own PyTorch test figures
+    assert quality["fp32"]["ndcg@10"] == pytest.approx(
+        quality["training_run_test"]["ndcg@10"], abs=1e-6
+    )
+    for precision in ("int8", "fp16"):
+        assert quality[precision]["ndcg@10_drop_vs_fp32"] < 0.1
+
+
+def test_data_files_hold_ids_titles_popularity_and_a_zero_padding_row(built):
+    _, bundle, manifest = built
+    catalog = json.loads((built[0] / "catalog.json").read_text())
+    items = np.load(bundle / "items.npy", allow_pickle=False)
+    assert items.dtype == np.float32 and items.shape == (61, manifest["dims"]["dim"])
+    assert np.all(items[0] == 0) and np.abs(items[1:]).sum(1).min() > 0
+    ids = json.loads((bundle / "items.json").read_text())
+    assert ids["ids"] == catalog["item_ids"] and ids["titles"] == catalog["titles"]
+    pop = np.load(bundle / "popularity.npy", allow_pickle=False)
+    np.testing.assert_array_equal(pop, np.asarray(catalog["popularity"], np.float32))
+    assert manifest["behaviour_vocab"] == catalog["behaviour_vocab"]
+    assert manifest["default_behaviour"] in manifest["behaviour_vocab"][1:]
+    assert "# edgerec bundle" in (bundle / "README.md").read_text()
+
+
+def test_scoring_choice_was_measured_for_this_catalog(built):
+    _, _, manifest = built
+    scoring = manifest["scoring"]
+    assert scoring["n_rows"] == 61 and scoring["same_top_k"] is True
+    assert scoring["method"] in ("numpy", "onnx")
+    assert scoring["numpy_ms"] > 0 and scoring["onnx_ms"] > 0
+
+
+def test_a_perturbed_weight_in_the_exported_graph_fails_the_gate(built, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from edgerec.data import leave_one_out
+    from edgerec.export.parity import gate, user_parity
+    from edgerec.export.sources import load_run_dataset
+    from edgerec.training.checkpoint import load_run
+
+    run_dir, bundle, manifest = built
+    model = onnx.load(str(bundle / "user_encoder.onnx"))
+    target = next(i for i in model.graph.initializer if "long_out.weight" in i.name)
+    w = numpy_helper.to_array(target).copy()
+    w[0, 0] += 0.05
+    target.CopyFrom(numpy_helper.from_array(w, target.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+
+    run = load_run(run_dir)
+    split = leave_one_out(load_run_dataset(run))
+    table = np.load(bundle / "items.npy", allow_pickle=False)
+    users = np.arange(split.sequences.n_users)
+    good = user_parity(run.model, bundle / "user_encoder.onnx", table, split, users, 20)
+    bad = user_parity(run.model, broken, table, split, users, 20)
+    gate({"user_encoder": good}, tolerance=1e-4, min_top10_agreement=0.995)
+    assert bad["max_abs_user"] > 1e-4
+    with pytest.raises(ParityError, match="max_abs_user"):
+        gate({"user_encoder": bad}, tolerance=1e-4, min_top10_agreement=0.995)
+
+
+def test_a_model_changed_after_export_fails_the_gate(built):
+    import torch
+
+    from edgerec.data import leave_one_out
+    from edgerec.export.parity import gate, user_parity
+    from edgerec.export.sources import load_run_dataset
+    from edgerec.training.checkpoint import load_run
+
+    run_dir, bundle, _ = built
+    run = load_run(run_dir)
+    split = leave_one_out(load_run_dataset(run))
+    with torch.no_grad():
+        run.model.user.gate[2].bias.add_(0.5)
+    table = np.load(bundle / "items.npy", allow_pickle=False)
+    users = np.arange(split.sequences.n_users)
+    report = user_parity(run.model, bundle / "user_encoder.onnx", table, split, users, 20)
+    with pytest.raises(ParityError, match="parity gate failed"):
+        gate({"user_encoder": report}, tolerance=1e-4, min_top10_agreement=0.995)
+
+
+def test_verify_rejects_a_tampered_file_a_stray_file_and_a_path_outside(built, tmp_path):
+    from edgerec.export.bundle import verify_bundle
+
+    _, bundle, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    verify_bundle(copy)
+
+    data = bytearray((copy / "items.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "items.npy").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="items.npy: sha256"):
+        verify_bundle(copy)
+
+    shutil.copy(bundle / "items.npy", copy / "items.npy")
+    (copy / "extra.bin").write_bytes(b"x")
+    with pytest.raises(BundleError, match="differ from the manifest"):
+        verify_bundle(copy)
+    (copy / "extra.bin").unlink()
+
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["item_ids"] = "../items.json"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a plain file name"):
+        verify_bundle(copy)
+
+
+def test_the_runtime_loads_each_precision_and_recommends(built):
+    runtime = pytest.importorskip("edgerec.runtime")
+    _, bundle, manifest = built
+    ids = json.loads((bundle / "items.json").read_text())["ids"]
+    for precision in manifest["precisions"]:
+        rec = runtime.Recommender.load(bundle, providers="cpu", precision=precision)
+        recs = rec.recommend(ids[:6], k=5)
+        assert len(recs) == 5 and not set(r.item_id for r in recs) & set(ids[:6])
