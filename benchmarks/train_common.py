@@ -61,22 +61,41 @@ def run_one(dataset, name: str, overrides: dict, seed: int, out_root: Path, data
     mcfg, tcfg = build_configs(overrides, seed)
     out = out_root / f"{name}-seed{seed}"
     resume = (out / "config.json").is_file()
-    t0 = time.perf_counter()
-    metrics = train(
-        dataset, out, mcfg, tcfg, progress=False, resume=resume, data_source=data_source
-    )
+    train(dataset, out, mcfg, tcfg, progress=False, resume=resume, data_source=data_source)
+    return record_run(out, name, overrides)
+
+
+def changed_settings(config: dict) -> dict:
+    """The settings of a run that differ from today's defaults."""
+    model_default, train_default = ModelConfig().to_dict(), TrainConfig().to_dict()
+    skip = {"n_items", "n_behaviours", "n_categories", "text_dim", "seed"}
+    return {
+        "model": {
+            k: v for k, v in config["model"].items() if k not in skip and model_default.get(k) != v
+        },
+        "train": {
+            k: v for k, v in config["train"].items() if k not in skip and train_default.get(k) != v
+        },
+    }
+
+
+def record_run(run_dir: Path, name: str, overrides: dict | None = None) -> dict:
+    """One results line from a finished run directory."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     return {
         "name": name,
-        "seed": seed,
-        "overrides": overrides,
-        "run_dir": str(out),
+        "seed": config["train"]["seed"],
+        "overrides": overrides if overrides is not None else changed_settings(config),
+        "run_dir": str(run_dir),
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
         "valid": metrics["valid"],
         "test": metrics["test"],
         "train_seconds": metrics["train_seconds"],
         "train_cpu_seconds": metrics.get("train_cpu_seconds"),
-        "wall_seconds": time.perf_counter() - t0,
+        "history_valid_ndcg": [h["valid"].get("ndcg@10") for h in metrics["history"]],
         "hardware": hardware(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -23,6 +23,7 @@ from train_common import (
     fmt,
     parse_sets,
     read_lines,
+    record_run,
     run_one,
 )
 
@@ -89,9 +90,14 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="model.X=V / train.X=V")
     ap.add_argument("--out-root", type=Path, default=Path("runs/ml100k-tuning"))
     ap.add_argument("--render-only", action="store_true", help="only rebuild the table")
+    ap.add_argument(
+        "--import-run", type=Path, default=None, help="record a finished run dir under --name"
+    )
     args = ap.parse_args()
 
-    if not args.render_only:
+    if args.import_run is not None:
+        append_line(RESULTS_FILE, record_run(args.import_run, args.name))
+    elif not args.render_only:
         from edgerec.data import load_dataset
 
         ds = load_dataset("movielens-100k", args.data_dir)

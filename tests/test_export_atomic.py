@@ -157,3 +157,15 @@ def test_exporting_a_run_trained_without_text_features_is_refused(previous, tmp_
     with pytest.raises(EdgerecError, match="random text features"):
         export_bundle(copy, tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_exporting_against_other_data_than_the_run_was_trained_on_is_refused(previous, tmp_path):
+    from export_fixtures import tiny_dataset
+
+    from edgerec.errors import DataError
+    from edgerec.export import export_bundle
+
+    run, _ = previous
+    with pytest.raises(DataError, match="fingerprint"):
+        export_bundle(run, tmp_path / "bundle", dataset=tiny_dataset(seed=1))
+    assert not (tmp_path / "bundle").exists()

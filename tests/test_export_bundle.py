@@ -104,7 +104,10 @@ def test_graphs_carry_versions_metadata_and_dynamic_axes(built):
             assert meta["edgerec_version"] == manifest["edgerec_version"]
             assert json.loads(meta["dims"])["dim"] == manifest["dims"]["dim"]
             first = model.graph.input[0].type.tensor_type.shape.dim
-            assert [d.dim_param for d in first] == ["batch", "seq" if role == "user_encoder" else "tokens"]
+            assert [d.dim_param for d in first] == [
+                "batch",
+                "seq" if role == "user_encoder" else "tokens",
+            ]
 
 
 def test_user_encoder_variants_agree_with_fp32_on_new_batch_and_sequence_sizes(built):

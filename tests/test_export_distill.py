@@ -52,76 +52,79 @@ def test_augmentations_shuffle_list_fields_and_drop_fields_but_keep_the_title():
     assert augment_text("single", rng) == "single"
 
 
-def test_text_student_started_from_the_teacher_is_smaller_and_reduces_its_loss(teacher):
-    from edgerec.export.distill import distill_text_encoder, make_text_student
+def test_text_student_starts_from_whole_teacher_heads_and_its_last_layer(teacher):
+    from edgerec.export.distill import make_text_student
 
-    loaded, tower, tokenizer, split, max_length = teacher
-    cfg = tiny_distill_config(text_hidden=16)  # the tiny teacher: 32 wide, heads of 16
-    init = make_text_student(tower, cfg)
-    # layer dropping keeps the teacher's last layer; truncation its leading features
+    _, tower, _, _, _ = teacher
+    init = make_text_student(tower, tiny_distill_config(text_hidden=16))
+    # the tiny teacher is 32 wide with heads of 16: the student keeps one whole head
+    assert init.bert.config.num_attention_heads == 1
     kept = init.bert.encoder.layer[0].attention.self.query.weight
     source = tower.bert.encoder.layer[-1].attention.self.query.weight
-    assert kept.shape == (16, 16)
-    assert torch_equal(kept, source[:16, :16])
-    assert init.bert.config.num_attention_heads == 1  # whole teacher heads, width 16
+    assert kept.shape == (16, 16) and torch_equal(kept, source[:16, :16])
+    emb = init.bert.embeddings.word_embeddings.weight
+    assert torch_equal(emb, tower.bert.embeddings.word_embeddings.weight[:, :16])
     with pytest.raises(ValueError, match="multiple of the teacher's head width"):
         make_text_student(tower, tiny_distill_config(text_hidden=24))
 
-    texts = json.loads((loaded.path / "catalog.json").read_text())["texts"]
-    student, report = distill_text_encoder(
-        tower, tokenizer, texts, max_length=max_length, config=cfg, model=loaded.model, split=split
-    )
-    assert report["student_parameters"] < report["teacher_parameters"]
-    assert report["loss_last"] < report["loss_first"]
-    assert report["heldout_texts"] == 6
-    assert -1.0 <= report["heldout_min_cosine"] <= report["heldout_mean_cosine"] <= 1.0
-    for key in ("teacher_test_ndcg@10", "student_test_ndcg@10"):
-        assert 0.0 <= report[key] <= 1.0
-    assert not student.training
 
+def test_user_student_halves_the_lstm_and_shares_the_teacher_item_tower(teacher):
+    from edgerec.export.distill import make_user_student
 
-def test_user_student_has_half_the_lstm_and_reduces_its_kd_loss(teacher):
-    from edgerec.export.distill import distill_user_encoder
-
-    loaded, _, _, split, _ = teacher
-    cfg = tiny_distill_config()
-    cfg.user_epochs = 3
-    student, report = distill_user_encoder(loaded.model, split, config=cfg)
+    loaded, *_ = teacher
+    student = make_user_student(loaded.model, tiny_distill_config())
     assert student.cfg.hidden == loaded.model.cfg.hidden // 2
-    assert report["student_parameters"] < report["teacher_parameters"]
-    assert report["loss_last"] < report["loss_first"]
-    assert report["test_users"] == split.sequences.n_users
-    # the item tower is the teacher's, untouched: the bundle's item matrix serves both
+    assert student.user.lstm_fwd.hidden_size == student.cfg.hidden
     for name, p in student.items.state_dict().items():
         assert torch_equal(p, loaded.model.items.state_dict()[name])
+    assert not any(p.requires_grad for p in student.items.parameters())
+    assert torch_equal(student.user.gap_emb.weight, loaded.model.user.gap_emb.weight)
 
 
-def test_distilled_int8_only_bundle_passes_the_gate_and_ships_only_int8(run, tmp_path):
+@pytest.fixture(scope="module")
+def distilled(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("distilled") / "bundle"
     manifest = make_tiny_bundle(
-        tmp_path / "bundle",
+        out,
         run_dir=run,
         precisions=("int8",),
         distill=True,
         distill_config=tiny_distill_config(text_hidden=16),
     )
+    return out, manifest
+
+
+def test_distillation_reduces_both_students_losses_and_reports_their_quality(distilled):
+    _, manifest = distilled
+    text, user = manifest["distillation"]["text_encoder"], manifest["distillation"]["user_encoder"]
+    for report in (text, user):
+        assert report["student_parameters"] < report["teacher_parameters"]
+        assert report["loss_last"] < report["loss_first"]
+        for key in ("teacher_test_ndcg@10", "student_test_ndcg@10"):
+            assert 0.0 <= report[key] <= 1.0
+    assert text["hidden"] == 16 and text["layers"] == 1 and text["heldout_texts"] == 6
+    assert -1.0 <= text["heldout_min_cosine"] <= text["heldout_mean_cosine"] <= 1.0
+    assert user["hidden"] == 24 and user["teacher_hidden"] == 48
+    assert user["test_users"] == 80 and user["test_min_cosine"] <= user["test_mean_cosine"]
+
+
+def test_distilled_int8_only_bundle_passes_the_gate_and_ships_only_int8(distilled):
+    import onnx
+
+    bundle, manifest = distilled
     assert manifest["precisions"] == ["int8"] and manifest["default_precision"] == "int8"
     assert set(manifest["graphs"]["user_encoder"]) == {"int8"}
-    names = {p.name for p in (tmp_path / "bundle").iterdir()}
+    names = {p.name for p in bundle.iterdir()}
     assert "user_encoder.onnx" not in names and "text_encoder.int8.onnx" in names
     # the gate ran on the fp32 student graphs before they were dropped
     assert manifest["parity"]["user_encoder"]["max_abs_user"] <= 1e-4
     assert manifest["parity"]["text_encoder"]["max_abs_item_vector"] <= 1e-4
     assert "fp32" in manifest["quality"] and "ndcg@10_drop_vs_fp32" in manifest["quality"]["int8"]
-    d = manifest["distillation"]
-    assert d["user_encoder"]["hidden"] == 8 and d["text_encoder"]["hidden"] == 16
-    import onnx
-
     meta = {
-        p.key: p.value
-        for p in onnx.load(str(tmp_path / "bundle" / "user_encoder.int8.onnx")).metadata_props
+        p.key: p.value for p in onnx.load(str(bundle / "user_encoder.int8.onnx")).metadata_props
     }
-    assert json.loads(meta["hidden"]) == 8
-    assert "(reference, not shipped)" in (tmp_path / "bundle" / "README.md").read_text()
+    assert json.loads(meta["hidden"]) == 24
+    assert "(reference, not shipped)" in (bundle / "README.md").read_text()
 
 
 def torch_equal(a, b) -> bool:

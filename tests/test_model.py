@@ -15,6 +15,15 @@ from edgerec.training.model import InterestModel  # noqa: E402
 from edgerec.training.samples import BatchBuilder, epoch_order, training_samples  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: extra threads only add synchronisation (and fight other jobs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     ds = generate_synthetic(SyntheticConfig(n_users=30, n_items=40, seed=3))

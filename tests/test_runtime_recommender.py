@@ -478,3 +478,41 @@ def test_threads_and_scoring_arguments_are_checked(bundle):
 def test_bundle_copied_elsewhere_still_loads(bundle, tmp_path):
     shutil.copytree(bundle, tmp_path / "copy")
     assert Recommender.load(tmp_path / "copy").n_items == N
+
+
+def test_random_inputs_raise_only_documented_errors(rec):
+    """A short fuzz (issue 7 runs the long one): any argument, only ValueError and
+    UnknownItemError come out, and every answer is well-formed."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    scalar = st.one_of(
+        st.integers(95, 145),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True),
+        st.text(max_size=4),
+        st.none(),
+        st.booleans(),
+        st.builds(np.int64, st.integers(-(2**63), 2**63 - 1)),
+    )
+    seq = st.one_of(st.lists(scalar, max_size=25), scalar, st.sets(st.integers(), max_size=2))
+    k = st.one_of(st.integers(-3, 60), st.none(), st.floats(), st.booleans())
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(
+        h=seq,
+        k=k,
+        b=st.one_of(st.none(), seq),
+        t=st.one_of(st.none(), seq),
+        c=st.one_of(st.none(), seq),
+        strict=st.booleans(),
+    )
+    def check(h, k, b, t, c, strict):
+        try:
+            out = rec.recommend(h, k=k, behaviours=b, timestamps=t, candidates=c, strict=strict)
+        except (ValueError, UnknownItemError) as e:
+            assert str(e)
+            return
+        assert len(out) <= k and all(np.isfinite(r.score) for r in out)
+        assert len(set(out.item_ids)) == len(out)
+
+    check()

@@ -83,6 +83,13 @@ def test_int8_scorer_is_exact_whatever_the_stored_dtype(k, dtype):
     check_against_brute(cat, Int8Scorer(cat, threads=1), users, excluded_sets(cat, 8, 3), k, exact)
 
 
+def test_int8_scorer_exact_on_a_catalog_large_enough_for_block_maxima():
+    cat = catalog(n=140_000, dim=8, seed=6).deactivate(np.arange(1, 5000))
+    users = np.random.default_rng(3).standard_normal((3, 8)).astype(np.float32)
+    excl = excluded_sets(cat, 3, 4)
+    check_against_brute(cat, Int8Scorer(cat, threads=1), users, excl, 10, cat.matrix)
+
+
 def test_int8_shortlist_error_never_exceeds_its_bound():
     cat = catalog(n=5000, dim=32, seed=4)
     scorer = Int8Scorer(cat, threads=1)

@@ -6,6 +6,7 @@ history ids users pass in against these strings (ints are converted with ``str``
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -47,7 +48,18 @@ class ColumnMap:
         return cls(**values)
 
 
-def _read_any(path: Path, columns: list[str], report: LoadReport, strict: bool) -> pd.DataFrame:
+_TS_LIMIT = 2**62  # what the runtime accepts; gaps between such times still fit in int64
+
+
+def _read_any(
+    path: Path,
+    columns: list[str],
+    report: LoadReport,
+    strict: bool,
+    required: list[str] | None = None,
+) -> pd.DataFrame:
+    """``columns`` as strings plus ``_line``; rows missing a ``required`` value are dropped."""
+    need = list(columns if required is None else required)
     if path.suffix == ".parquet":
         try:
             frame = pd.read_parquet(path)
@@ -58,24 +70,66 @@ def _read_any(path: Path, columns: list[str], report: LoadReport, strict: bool) 
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+        null = frame[need].isna().any(axis=1).to_numpy()
         frame = frame[columns].astype(str)
         frame["_line"] = np.arange(1, len(frame) + 1)  # row numbers for Parquet
+        if null.any():  # astype(str) would turn a null into the id "None" or "nan"
+            rows = frame["_line"].to_numpy()[null]
+            shown = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            msg = f"{path}: row {shown}: missing value(s) in {need}"
+            if strict:
+                raise DataError(msg)
+            report.drop("rows with missing fields", int(null.sum()), msg)
+            frame = frame[~null]
         if frame.empty:
             raise DataError(f"{path}: no rows")
         return frame
     return read_table(
-        path, columns=columns, sep=",", header=True, quoted=True, report=report, strict=strict
+        path,
+        columns=columns,
+        sep=",",
+        header=True,
+        quoted=True,
+        required=tuple(need),
+        report=report,
+        strict=strict,
     )
 
 
-def _timestamps(values: pd.Series, source: str) -> np.ndarray:
+def _timestamps(values: pd.Series, lines: np.ndarray, source: str) -> np.ndarray:
+    """Seconds as int64: numbers (finite, |t| < 2**62) or dates, one kind per column."""
+    values = values.astype(str).str.strip()
     numeric = pd.to_numeric(values, errors="coerce")
-    if not numeric.isna().any():
-        return numeric.astype(np.int64).to_numpy()
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    is_number = numeric.notna().to_numpy()
+    if is_number.all():
+        if numeric.dtype.kind in "iu":
+            raw = numeric.to_numpy()
+            bad = raw >= _TS_LIMIT if numeric.dtype.kind == "u" else np.abs(raw) >= _TS_LIMIT
+        else:
+            raw = numeric.to_numpy(dtype=np.float64)
+            bad = ~np.isfinite(raw) | (np.abs(raw) >= _TS_LIMIT)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{source}: line {lines[i]}: timestamp {values.iloc[i]!r} is not a finite "
+                "number of seconds within +-2**62"
+            )
+        return raw.astype(np.int64)
+    if is_number.any():  # mostly numbers: the others are typos, not dates
+        i = int(np.flatnonzero(~is_number)[0])
+        raise DataError(
+            f"{source}: line {lines[i]}: timestamp {values.iloc[i]!r} is not a number "
+            "(other rows hold numbers)"
+        )
+    with warnings.catch_warnings():  # "could not infer format": the check below reports
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(values, errors="coerce", utc=True)
     if parsed.isna().any():
-        bad = values[parsed.isna()].iloc[0]
-        raise DataError(f"{source}: timestamp {bad!r} is neither a number nor a date")
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(
+            f"{source}: line {lines[i]}: timestamp {values.iloc[i]!r} is neither a number "
+            "nor a date"
+        )
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
@@ -98,11 +152,14 @@ def load_event_log(
     events = _read_any(events_path, ev_cols, report, strict)
     if items_path.is_file():
         item_cols = [cm.item, cm.title] + list(cm.text)
-        probe = _read_any(items_path, item_cols, report, strict)
+        item_need = [cm.item, cm.title]  # text and categories may be empty
+        probe = _read_any(items_path, item_cols, report, strict, item_need)
         has_cats = False
         if cm.categories:
             try:
-                items = _read_any(items_path, item_cols + [cm.categories], report, strict)
+                items = _read_any(
+                    items_path, item_cols + [cm.categories], report, strict, item_need
+                )
                 has_cats = True
             except DataError:
                 items = probe
@@ -133,7 +190,7 @@ def load_event_log(
         f"{fmt}:{events_path.name}",
         users=events[cm.user].astype(str).str.strip().to_numpy(dtype=object),
         items=events[cm.item].astype(str).str.strip().to_numpy(dtype=object),
-        timestamps=_timestamps(events[cm.timestamp], source),
+        timestamps=_timestamps(events[cm.timestamp], events["_line"].to_numpy(), source),
         behaviours=events[cm.behaviour].to_numpy() if cm.behaviour else None,
         lines=events["_line"].to_numpy(),
         source=source,

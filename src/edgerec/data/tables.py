@@ -20,6 +20,9 @@ from edgerec.errors import DataError
 
 _SKIP_RE = re.compile(r"Skipping line (\d+): (.*)")
 _MAX_SHOWN = 5
+# A field longer than this is a broken file (a lost newline or quote), not an id or a
+# title: the row is dropped and counted rather than fed to the model as text.
+MAX_FIELD_CHARS = 100_000
 
 
 def _first_lines(lines: np.ndarray) -> str:
@@ -75,6 +78,9 @@ def read_table(
     if header:
         first, _, text = text.partition("\n")
         header_row = [h.strip() for h in first.split(sep)]
+        repeated = sorted({h for h in header_row if header_row.count(h) > 1})
+        if repeated:
+            raise DataError(f"{path}: line 1: column name(s) {repeated} appear more than once")
         missing = [c for c in columns if c not in header_row]
         if missing:
             raise DataError(f"{path}: line 1: missing column(s) {missing}; found {header_row}")
@@ -112,6 +118,19 @@ def read_table(
             raise DataError(msg)
         report.drop("rows with the wrong number of fields", len(skipped), msg)
     frame = frame[columns + ["_line"]]
+    if len(text) > MAX_FIELD_CHARS:  # only a file this large can hold such a field
+        long = np.zeros(len(frame), dtype=bool)
+        for col in columns:
+            long |= (frame[col].str.len() > MAX_FIELD_CHARS).to_numpy(dtype=bool, na_value=False)
+        if long.any():
+            lines = frame["_line"].to_numpy()[long]
+            msg = f"{path}: {_first_lines(lines)}: a field longer than {MAX_FIELD_CHARS} characters"
+            if strict:
+                raise DataError(msg)
+            report.drop(
+                f"rows with a field longer than {MAX_FIELD_CHARS} characters", int(long.sum()), msg
+            )
+            frame = frame[~long]
     blank = (frame[columns] == "").all(axis=1) | frame[columns].isna().all(axis=1)
     frame = frame[~blank.to_numpy()]
     need = list(required) if required is not None else list(columns)

@@ -68,15 +68,16 @@ def _kept_layers(n_teacher: int, n_student: int) -> list[int]:
 
 
 def _truncate_into(student: nn.Module, teacher: nn.Module) -> None:
-    """Copy every teacher tensor into the student's (smaller) tensor of the same name,
-    keeping the leading slice of each axis."""
+    """Copy every teacher tensor into the student's tensor of the same name, keeping the
+    leading slice of each axis (where the student is wider, the rest keeps its init)."""
     t_state = teacher.state_dict()
     with torch.no_grad():
         for name, param in student.state_dict().items():
             src = t_state.get(name)
             if src is None or src.dim() != param.dim():
                 continue
-            param.copy_(src[tuple(slice(0, n) for n in param.shape)])
+            common = tuple(slice(0, min(a, b)) for a, b in zip(param.shape, src.shape, strict=True))
+            param[common].copy_(src[common])
 
 
 def make_text_student(teacher: TextTower, config: DistillConfig) -> TextTower:
@@ -117,7 +118,7 @@ def make_text_student(teacher: TextTower, config: DistillConfig) -> TextTower:
         t_bert = teacher.bert
         kept = _kept_layers(tcfg.num_hidden_layers, scfg.num_hidden_layers)
         _truncate_into(bert.embeddings, t_bert.embeddings)
-        for s_layer, t_index in zip(bert.encoder.layer, kept):
+        for s_layer, t_index in zip(bert.encoder.layer, kept, strict=True):
             _truncate_into(s_layer, t_bert.encoder.layer[t_index])
         with torch.no_grad():
             proj.weight.copy_(teacher.proj.weight[:, :hidden])
@@ -181,7 +182,9 @@ def distill_text_encoder(
     for step in range(steps):
         batch = rng.choice(len(pool), size=min(config.text_batch_size, len(pool)), replace=False)
         feed = tokenize(tokenizer, [pool[i] for i in batch], max_length)
-        pred = student(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+        pred = student(
+            *(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+        )
         target = targets[batch]
         loss = F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target)).mean()
         opt.zero_grad()
@@ -295,8 +298,8 @@ def _user_params(model) -> int:
 
 def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None):
     """Train a user student by KD; returns it (eval mode) and the report."""
-    from edgerec.training.samples import epoch_order, training_samples
     from edgerec.training.inputs import window_inputs
+    from edgerec.training.samples import epoch_order, training_samples
 
     t0 = time.perf_counter()
     teacher = teacher.eval()
@@ -318,7 +321,8 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
     total = max(1, batches_per_epoch * int(config.user_epochs))
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
     )
     lengths = np.minimum(samples.end[keep] - samples.start[keep], student.cfg.max_len)
     losses, step = [], 0

@@ -24,6 +24,9 @@ from edgerec.export.config import USER_INPUTS, USER_OUTPUTS, USER_ROLE
 from edgerec.export.onnx_graph import check_and_save, quiet_torch_onnx, set_interface, set_metadata
 
 
+FOLD_LIMIT = 1 << 26  # elements; the item table is an input, so nothing huge is folded
+
+
 class UserEncoderGraph(nn.Module):
     """The part of the model the runtime calls per request, with bundle names and order."""
 
@@ -157,9 +160,13 @@ def export_user_encoder(
     if proto is None:
         proto = _export_torchscript(wrapper, args, opset)
         used = "torch.onnx torchscript"
-    # constant folding before anything else: quantize_dynamic skips an LSTM whose
-    # weights arrive through unfolded Concat/Reshape chains
-    proto = onnxscript.optimizer.optimize(proto)
+    # Constant folding before anything else: the exporter reorders PyTorch's LSTM gate
+    # blocks with Slice/Concat chains, and quantize_dynamic leaves an LSTM in fp32 unless
+    # its W and R are plain initializers. onnxscript folds inputs of at most 8192
+    # elements by default, which a hidden size of 64 already exceeds (R is 4h x h).
+    proto = onnxscript.optimizer.optimize(
+        proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT
+    )
     dim = int(item_table.shape[1])
     set_interface(proto, USER_INPUTS, USER_OUTPUTS, {"dim": dim})
     set_metadata(

@@ -89,9 +89,7 @@ def user_parity(
             batch = run_users[start : start + batch_size]
             inputs = stage_inputs(split, batch, stage, width)
             with torch.inference_mode():
-                enc = model.encode_users(
-                    *(torch.from_numpy(a) for a in inputs), item_table=table_t
-                )
+                enc = model.encode_users(*(torch.from_numpy(a) for a in inputs), item_table=table_t)
             ref = {
                 "user": enc.user.numpy(),
                 "gate": enc.gate.numpy(),
@@ -103,7 +101,7 @@ def user_parity(
                 raise ParityError(
                     f"{Path(graph).name} fails on histories of shape {inputs[0].shape}: {e}"
                 ) from None
-            got = dict(zip(("user", "gate", "attention"), outputs))
+            got = dict(zip(("user", "gate", "attention"), outputs, strict=True))
             for name in worst:
                 if got[name].shape != ref[name].shape:
                     raise ParityError(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.errors import DataError
 from edgerec.export import bundle as bundle_files
 from edgerec.export.config import (
     DEFAULT_OPSET,
@@ -132,8 +133,14 @@ def export_bundle(
     run = load_run(run_dir)
     mcfg = run.model_config
     ds = dataset if dataset is not None else load_run_dataset(run, data_dir)
+    recorded = (run.config.get("data") or {}).get("fingerprint")
+    if recorded and ds.fingerprint() != recorded:
+        raise DataError(
+            f"the given data set has fingerprint {ds.fingerprint()}, but the run was trained "
+            f"on {recorded}: export checks parity and quality on the run's own data"
+        )
     if ds.n_items != mcfg.n_items:
-        raise ValueError(f"data set has {ds.n_items} items, the run's model {mcfg.n_items}")
+        raise DataError(f"data set has {ds.n_items} items, the run's model {mcfg.n_items}")
     split = leave_one_out(ds)
     catalog = run.catalog
     texts = list(catalog["texts"])

@@ -53,7 +53,7 @@ def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threa
     def scorer(users: np.ndarray, stage: str) -> np.ndarray:
         starts, ends = seq.offsets[users], split.history_end(stage)[users]
         histories, behaviours, timestamps = [], [], []
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             histories.append([ids[i - 1] for i in seq.items[s:e]])
             behaviours.append([vocab[b] for b in seq.behaviours[s:e]])
             timestamps.append(seq.timestamps[s:e].tolist())

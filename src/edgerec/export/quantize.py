@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgerec.errors import EdgerecError
 from edgerec.export.onnx_graph import check_and_save, op_counts
 
 # ops whose fp32 presence in an int8 graph means a weight-heavy op was not quantized
@@ -74,8 +75,14 @@ def quantize_int8(src: Path | str, dst: Path | str, *, ir_version: int) -> dict:
             )
         model = onnx.load(str(out))
     _restamp(model, "int8", ir_version)
+    left = fp32_weight_ops(model)
+    if left:
+        raise EdgerecError(
+            f"{dst.name}: quantization left weight ops in fp32 ({left}); their weights are "
+            "probably computed in the graph instead of stored as initializers"
+        )
     size = check_and_save(model, dst)
-    return {"size": size, "ops": op_counts(model), "fp32_weight_ops_left": fp32_weight_ops(model)}
+    return {"size": size, "ops": op_counts(model), "fp32_weight_ops_left": left}
 
 
 def fp32_weight_ops(model) -> dict[str, int]:

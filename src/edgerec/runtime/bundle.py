@@ -26,7 +26,7 @@ import numpy as np
 
 from edgerec.errors import BundleError
 from edgerec.features import N_GAP_BUCKETS
-from edgerec.runtime.onnxproto import ProtoError, scan_model
+from edgerec.runtime.onnxproto import OnnxSummary, ProtoError, scan_model
 
 FORMAT = "edgerec-bundle"
 FORMAT_VERSION = 1
@@ -317,10 +317,22 @@ def _read_fd(fd: int, size: int) -> bytes:
         return f.read(size + 1)  # one byte more reveals a file that grew after fstat
 
 
-def read_manifest(root: Path | str) -> Manifest:
-    root = Path(os.path.realpath(root))
-    if not root.is_dir():
+def bundle_root(path: object) -> Path:
+    """The bundle directory, resolved; a path that is not one is an error naming it."""
+    if isinstance(path, bytes | bytearray) or not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    try:
+        root = Path(os.path.realpath(path))
+        is_dir = root.is_dir()
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop ...
+        raise BundleError(f"{str(path)[:200]!r}: cannot open the bundle directory ({e})") from None
+    if not is_dir:
         raise BundleError(f"{root}: not a bundle directory")
+    return root
+
+
+def read_manifest(root: Path | str) -> Manifest:
+    root = bundle_root(root)
     fd, st = _open_checked(root, MANIFEST, MAX_MANIFEST_BYTES)
     data = _read_fd(fd, st.st_size)
     try:
@@ -402,8 +414,8 @@ def parse_npy(data: bytes, name: str) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
         else:
             raise ValueError(f"unsupported .npy version {major}")
-    except ValueError as e:
-        raise _fail(name, f"not a valid .npy file ({e})") from None
+    except Exception as e:  # the header is a Python literal: tokenize/ast errors of any type
+        raise _fail(name, f"not a valid .npy file ({type(e).__name__}: {e})") from None
     if dtype.hasobject:
         raise _fail(name, "object arrays are refused (they would need pickle)")
     if dtype.byteorder == ">" or dtype.kind not in "biuf":
@@ -427,7 +439,7 @@ def parse_json(data: bytes, name: str) -> object:
         raise _fail(name, f"not valid JSON ({e})") from None
 
 
-def check_onnx(data: bytes, name: str) -> None:
+def check_onnx(data: bytes, name: str) -> OnnxSummary:
     """Refuse graphs that do not parse or whose tensors live in external files."""
     try:
         summary = scan_model(data)
@@ -439,6 +451,60 @@ def check_onnx(data: bytes, name: str) -> None:
             name,
             f"references external data ({shown}); bundles must embed every tensor",
         )
+    return summary
+
+
+_ONNX_INT64, _ONNX_FLOAT = 7, 1
+
+
+def check_graph_interface(summary: OnnxSummary, name: str, role: str, manifest: Manifest) -> None:
+    """The graph's declared inputs and outputs fit its role and the manifest's dims.
+
+    Run on every variant at load, so a graph swapped in from another bundle (checksums
+    updated) is caught even when this process will not build a session for it.
+    """
+    dim = manifest.dims.dim
+    inputs, outputs = summary.inputs, summary.outputs
+
+    def rank2_with_dim(info, what: str) -> None:
+        if info.shape is None or len(info.shape) != 2 or not _dim_ok(info.shape[1], dim):
+            raise _fail(name, f"{what} has shape {info.shape}, expected [batch, {dim}]")
+
+    if role == "user_encoder":
+        for key in USER_INPUTS:
+            if key not in inputs:
+                raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
+            if inputs[key].elem_type != _ONNX_INT64:
+                raise _fail(name, f"input {key!r} is not int64")
+        allowed = set(USER_INPUTS)
+        if manifest.user_encoder_table == "input":
+            if "item_table" not in inputs:
+                raise _fail(
+                    name,
+                    "manifest says user_encoder_table = 'input' but the graph has no item_table input",
+                )
+            table = inputs["item_table"]
+            if table.elem_type != _ONNX_FLOAT:
+                raise _fail(name, "input 'item_table' is not float32")
+            rank2_with_dim(table, "input 'item_table'")
+            allowed.add("item_table")
+        extra = set(inputs) - allowed
+        if extra:
+            raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
+        for key in USER_OUTPUTS:
+            if key not in outputs:
+                raise _fail(name, f"graph has no output {key!r} (outputs: {sorted(outputs)})")
+        rank2_with_dim(outputs["user"], "output 'user'")
+    else:
+        for key in TEXT_INPUTS:
+            if key not in inputs:
+                raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
+        extra = set(inputs) - set(TEXT_INPUTS) - {"token_type_ids"}
+        if extra:
+            raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
+        if TEXT_OUTPUT not in outputs:
+            raise _fail(name, f"graph has no output {TEXT_OUTPUT!r} (outputs: {sorted(outputs)})")
+        rank2_with_dim(outputs[TEXT_OUTPUT], f"output {TEXT_OUTPUT!r}")
 
 
 # --- catalog files ---------------------------------------------------------------------
@@ -529,7 +595,7 @@ def load_bundle(
     path: Path | str, *, precision: str | None = None, device: str = "cpu"
 ) -> BundleData:
     """Verify the whole bundle and return its parsed parts (no onnxruntime session yet)."""
-    root = Path(os.path.realpath(path))
+    root = bundle_root(path)
     manifest = read_manifest(root)
     prec = choose_precision(manifest, precision, device)
     graph_files = {
@@ -542,9 +608,10 @@ def load_bundle(
             contents[name] = read_verified(root, name, entry)
         else:  # README.md and the like: checked, not kept
             hash_verified(root, name, entry)
-    for variants in manifest.graphs.values():  # every variant, so inspect and load agree
+    summaries = {}
+    for role, variants in manifest.graphs.items():  # every variant, so inspect and load agree
         for f in set(variants.values()):
-            check_onnx(contents[f], f)
+            summaries[f] = (role, check_onnx(contents[f], f))
 
     dims = manifest.dims
     spec = manifest.item_matrix
@@ -583,6 +650,8 @@ def load_bundle(
     item_ids = parse_item_ids(
         parse_json(contents[manifest.item_ids], manifest.item_ids), manifest.item_ids, dims.n_items
     )
+    for f, (role, summary) in summaries.items():
+        check_graph_interface(summary, f, role, manifest)
     tokenizer_json = None
     if manifest.tokenizer:
         try:

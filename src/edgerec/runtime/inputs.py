@@ -36,13 +36,20 @@ _TS_LIMIT = 2**62
 _MAX_ID_DIGITS = 19  # decimal ids longer than int64 cannot be in the catalog
 
 
-def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k must be a positive int, got {type(k).__name__} {k!r}")
+def check_k(k: object, name: str = "k") -> int:
+    if isinstance(k, bool | np.bool_) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"{name} must be a positive int, got {type(k).__name__} {k!r}")
     k = int(k)
     if k <= 0:
-        raise ValueError(f"k must be a positive int, got {k}")
+        raise ValueError(f"{name} must be a positive int, got {k}")
     return k
+
+
+def check_flag(value: object, name: str) -> bool:
+    """A yes/no argument: a bool (or numpy bool); a string such as "no" is not silently true."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def as_list(value: object, name: str, limit: int) -> list:
@@ -177,7 +184,8 @@ def timestamps_array(values: object, n: int) -> np.ndarray:
     if values is None:
         return np.zeros(n, dtype=np.int64)
     if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iuf":
-        arr = values
+        # float16/float32 cannot hold the range limit: compare in float64
+        arr = values.astype(np.float64) if values.dtype.kind == "f" else values
     else:
         items = as_list(values, "timestamps", MAX_HISTORY)
         if len(items) == n and all(type(x) is int for x in items):
@@ -232,7 +240,7 @@ class Prepared:
     behaviours: np.ndarray
     timestamps: np.ndarray
     positions: np.ndarray  # index in the caller's history of each row
-    seen: np.ndarray  # unique rows of every known event of the history
+    seen: np.ndarray  # rows of every known event of the history (may repeat)
     unknown: tuple  # unknown ids as given, in order
     n_events: int
 
@@ -257,11 +265,22 @@ def prepare(
     rows, unknown_pos = lookup(values, catalog, "history")
     beh = behaviour_map.indices(behaviours, n)
     ts = timestamps_array(timestamps, n)
+    if not unknown_pos and encodable_rows is None:  # every id known: slices, no masks
+        start = max(0, n - max_len)
+        return Prepared(
+            rows=rows[start:],
+            behaviours=beh[start:],
+            timestamps=ts[start:],
+            positions=np.arange(start, n),
+            seen=rows,
+            unknown=(),
+            n_events=n,
+        )
     unknown = tuple(values[i] for i in unknown_pos)
     if unknown and strict:
         raise UnknownItemError(list(dict.fromkeys(unknown)))
     known = rows > 0
-    seen = np.unique(rows[known])
+    seen = rows[known]
     if encodable_rows is not None:
         known &= rows < encodable_rows
     positions = np.flatnonzero(known)[-max_len:]

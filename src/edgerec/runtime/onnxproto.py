@@ -72,6 +72,14 @@ def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, i
             raise ProtoError(f"unsupported wire type {wire}")
 
 
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: ONNX element type and dims (int, a symbolic name, or None)."""
+
+    elem_type: int | None
+    shape: tuple[int | str | None, ...] | None
+
+
 @dataclass
 class OnnxSummary:
     ir_version: int | None = None
@@ -79,6 +87,11 @@ class OnnxSummary:
     metadata: dict[str, str] = field(default_factory=dict)
     external_tensors: list[str] = field(default_factory=list)
     n_initializers: int = 0
+    # the main graph's interface, so every variant of a bundle can be checked without
+    # building an onnxruntime session for it (initializers listed as inputs left out)
+    inputs: dict[str, TensorInfo] = field(default_factory=dict)
+    outputs: dict[str, TensorInfo] = field(default_factory=dict)
+    initializer_names: set[str] = field(default_factory=set)
 
 
 def _string(buf: memoryview, a: int, b: int) -> str:
@@ -95,7 +108,36 @@ def _entry(buf: memoryview, a: int, b: int) -> tuple[str, str]:
     return key, value
 
 
-def _tensor(buf: memoryview, a: int, b: int, out: OnnxSummary) -> None:
+def _value_info(buf: memoryview, a: int, b: int) -> tuple[str, TensorInfo]:
+    """ValueInfoProto: name (1), TypeProto (2) -> tensor_type (1) -> elem_type (1), shape (2)."""
+    name, elem, shape = "", None, None
+    for num, wire, x, y in _fields(buf, a, b):
+        if num == 1 and wire == _LEN:
+            name = _string(buf, x, y)
+        elif num == 2 and wire == _LEN:
+            for n2, w2, x2, y2 in _fields(buf, x, y):
+                if n2 != 1 or w2 != _LEN:
+                    continue
+                for n3, w3, x3, y3 in _fields(buf, x2, y2):
+                    if n3 == 1 and w3 == _VARINT:
+                        elem = x3
+                    elif n3 == 2 and w3 == _LEN:
+                        dims: list[int | str | None] = []
+                        for n4, w4, x4, y4 in _fields(buf, x3, y3):
+                            if n4 != 1 or w4 != _LEN:
+                                continue
+                            dim: int | str | None = None
+                            for n5, w5, x5, y5 in _fields(buf, x4, y4):
+                                if n5 == 1 and w5 == _VARINT:
+                                    dim = x5
+                                elif n5 == 2 and w5 == _LEN:
+                                    dim = _string(buf, x5, y5)
+                            dims.append(dim)
+                        shape = tuple(dims)
+    return name, TensorInfo(elem, shape)
+
+
+def _tensor(buf: memoryview, a: int, b: int, out: OnnxSummary, top: bool = False) -> None:
     name = "?"
     external = False
     for num, wire, x, y in _fields(buf, a, b):
@@ -107,6 +149,8 @@ def _tensor(buf: memoryview, a: int, b: int, out: OnnxSummary) -> None:
             external = True
     if external:
         out.external_tensors.append(name)
+    if top:
+        out.initializer_names.add(name)
 
 
 def _sparse(buf: memoryview, a: int, b: int, out: OnnxSummary) -> None:
@@ -143,9 +187,12 @@ def _graph(buf: memoryview, a: int, b: int, out: OnnxSummary, depth: int) -> Non
             _node(buf, x, y, out, depth)
         elif num == 5:
             out.n_initializers += 1
-            _tensor(buf, x, y, out)
+            _tensor(buf, x, y, out, top=depth == 0)
         elif num == 15:
             _sparse(buf, x, y, out)
+        elif depth == 0 and num in (11, 12):
+            name, info = _value_info(buf, x, y)
+            (out.inputs if num == 11 else out.outputs)[name] = info
 
 
 def scan_model(data: bytes | memoryview) -> OnnxSummary:
@@ -183,6 +230,8 @@ def scan_model(data: bytes | memoryview) -> OnnxSummary:
                     _node(buf, x2, y2, out, 1)
     if not has_graph:
         raise ProtoError("no graph in the model")
+    for name in out.initializer_names:  # IR < 4 lists initializers among the inputs
+        out.inputs.pop(name, None)
     return out
 
 

@@ -35,7 +35,7 @@ class ProviderPlan:
 def plan_providers(providers: str | Sequence[str] | None) -> ProviderPlan:
     """Turn the ``providers`` argument into what to ask onnxruntime for."""
     available = ort.get_available_providers()
-    if providers is None or providers == "auto":
+    if providers is None or (isinstance(providers, str) and providers == "auto"):
         if CUDA in available:
             return ProviderPlan((CUDA, CPU), require_cuda=False)
         return ProviderPlan((CPU,), require_cuda=False)
@@ -73,11 +73,17 @@ def plan_providers(providers: str | Sequence[str] | None) -> ProviderPlan:
     return ProviderPlan(tuple(dict.fromkeys(names)), require_cuda=names[0] == CUDA)
 
 
+MAX_THREADS = 1024  # more intra-op threads than this is a bug (onnxruntime would bad_alloc)
+
+
 def session_options(threads: int | None) -> ort.SessionOptions:
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 0
+        isinstance(threads, bool)
+        or not isinstance(threads, int)
+        or threads < 0
+        or threads > MAX_THREADS
     ):
-        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+        raise ValueError(f"threads must be None or an int from 0 to {MAX_THREADS}, got {threads!r}")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

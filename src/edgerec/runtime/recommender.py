@@ -89,6 +89,7 @@ class Recommender:
         self.threads = threads
         self._write_lock = threading.Lock()
         self._behaviours = I.BehaviourMap(m.behaviour_vocab, m.default_behaviour)
+        self._positions = np.arange(m.dims.max_len + 1, dtype=np.int64)[None, :]
         self._zero_gaps = gap_buckets(
             np.zeros((1, m.dims.max_len), np.int64), np.array([m.dims.max_len])
         )
@@ -108,6 +109,10 @@ class Recommender:
                     self._user = create_session(blob, ue_file, [CPU], threads)
                     break
         self.precision = precision
+        # int8 graphs quantize activations dynamically, with ranges taken over the whole
+        # input: in a padded batch one history's vector would depend on the others'. So
+        # they encode one history per run, and a batch answers exactly like single calls.
+        self._encode_batch = 1 if precision == "int8" else _ENCODE_BATCH
         self.graph_files = {"user_encoder": ue_file}
         self._table_input = check_user_encoder(self._user, ue_file, m)
         table_shape = next(
@@ -164,7 +169,7 @@ class Recommender:
 
         Raises ``BundleError`` naming the file for anything wrong with the bundle.
         """
-        if scoring not in SCORINGS:
+        if not isinstance(scoring, str) or scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
         if precision is not None and not isinstance(precision, str):
             raise ValueError(f"precision must be a string or None, got {precision!r}")
@@ -302,11 +307,12 @@ class Recommender:
         """User vectors, gates and attention of non-empty histories (in chunks)."""
         users, gates, atts = [], [], []
         width = max(len(p.rows) for p in preps)
-        for start in range(0, len(preps), _ENCODE_BATCH):
-            u, g, a = self._encode_chunk(cat, preps[start : start + _ENCODE_BATCH], width)
+        step = self._encode_batch
+        for start in range(0, len(preps), step):
+            u, g, a = self._encode_chunk(cat, preps[start : start + step], width)
             users.append(u)
             gates.append(g)
-            atts.append(a)
+            atts.append(a if step > 1 else np.pad(a, ((0, 0), (0, width - a.shape[1]))))
         if len(users) == 1:
             return users[0], gates[0], atts[0]
         return np.concatenate(users), np.concatenate(gates), np.concatenate(atts)
@@ -335,20 +341,28 @@ class Recommender:
             # a compact table of just the rows these histories read, one per event: the
             # graph only gathers from it, so this equals passing the whole matrix (which
             # may be int8 or float16 here, or a million rows) at a fraction of the cost
-            valid = rows > 0
-            n_used = int(np.count_nonzero(valid))
-            table_rows = n_used + 1 if self._static_table is None else self._static_table
-            if table_rows < n_used + 1:
-                raise EdgerecError(
-                    "this bundle's user encoder has a fixed-size item table; encode fewer "
-                    "histories per call"
-                )
-            table = np.zeros((table_rows, cat.dim), np.float32)
-            table[1 : n_used + 1] = cat.vectors(rows[valid])
-            local = np.zeros(rows.shape, np.int64)
-            local[valid] = np.arange(1, n_used + 1)
-            feeds["items"] = local
-            feeds["item_table"] = table
+            if b == 1 and self._static_table is None:  # one history: no padding at all
+                n_used = rows.shape[1]
+                table = np.empty((n_used + 1, cat.dim), np.float32)
+                table[0] = 0.0
+                table[1:] = cat.vectors(rows[0])
+                feeds["items"] = self._positions[:, 1 : n_used + 1]
+                feeds["item_table"] = table
+            else:
+                valid = rows > 0
+                n_used = int(np.count_nonzero(valid))
+                table_rows = n_used + 1 if self._static_table is None else self._static_table
+                if table_rows < n_used + 1:
+                    raise EdgerecError(
+                        "this bundle's user encoder has a fixed-size item table; encode "
+                        "fewer histories per call"
+                    )
+                table = np.zeros((table_rows, cat.dim), np.float32)
+                table[1 : n_used + 1] = cat.vectors(rows[valid])
+                local = np.zeros(rows.shape, np.int64)
+                local[valid] = np.arange(1, n_used + 1)
+                feeds["items"] = local
+                feeds["item_table"] = table
         else:
             feeds["items"] = rows
         user, gate, att = self._user.run(["user", "gate", "attention"], feeds)
@@ -400,6 +414,8 @@ class Recommender:
           (unknown ids in either are ignored). ``exclude_seen`` drops history items.
         """
         k = I.check_k(k)
+        exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
+        strict = I.check_flag(strict, "strict")
         state = self._state_ref
         prep = self._prepare(state.catalog, history, behaviours, timestamps, strict)
         return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
@@ -421,6 +437,8 @@ class Recommender:
         None); ``candidates``/``exclude`` apply to every history.
         """
         k = I.check_k(k)
+        exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
+        strict = I.check_flag(strict, "strict")
         if isinstance(histories, np.ndarray) and histories.ndim == 2:
             histories = list(histories)  # one row per history
         hist = I.as_list(histories, "histories", I.MAX_BATCH)
@@ -534,6 +552,7 @@ class Recommender:
 
         Raises ``ValueError`` if the history has no known item (there is no vector to give).
         """
+        strict = I.check_flag(strict, "strict")
         cat = self._state_ref.catalog
         prep = self._prepare(cat, history, behaviours, timestamps, strict)
         if not len(prep.rows):
@@ -555,7 +574,9 @@ class Recommender:
         attention over the events read, and for each recommended item the history events
         whose item vectors are most similar to it (cosine)."""
         k = I.check_k(k)
-        n_drivers = I.check_k(n_drivers)
+        n_drivers = I.check_k(n_drivers, "n_drivers")
+        exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
+        strict = I.check_flag(strict, "strict")
         state = self._state_ref
         cat = state.catalog
         prep = self._prepare(cat, history, behaviours, timestamps, strict)
@@ -615,6 +636,10 @@ class Recommender:
         for i, t in enumerate(txt):
             if not isinstance(t, str):
                 raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
+            try:  # the tokenizer takes UTF-8: a lone surrogate cannot be encoded
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"texts[{i}] is not valid Unicode text ({e.reason})") from None
         ttl = [None] * len(ids) if titles is None else I.as_list(titles, "titles", I.MAX_IDS)
         if len(ttl) != len(ids):
             raise ValueError(f"titles has {len(ttl)} entries but item_ids has {len(ids)}")

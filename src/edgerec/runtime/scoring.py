@@ -40,22 +40,49 @@ _MAX_BUFFER = 1 << 23  # floats of scores per chunk of users (32 MB)
 Result = tuple[np.ndarray, np.ndarray]  # (rows int64, scores float32), best first
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the ``k`` largest ``scores``, sorted by score then row; ``k`` <= len(scores)."""
+class BlockMax:
+    """Per-block maxima of a score vector: one pass, then cheap threshold queries.
+
+    Each block maximum (and each score of the ragged tail) is a distinct score, so the
+    k-th largest of them is a lower bound of the k-th largest score; and rows scoring at
+    least ``t`` can only sit in blocks whose maximum is at least ``t``.
+    """
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+        self.usable = scores.shape[0] - scores.shape[0] % _BLOCK
+        self.maxima = scores[: self.usable].reshape(-1, _BLOCK).max(axis=1)
+
+    def kth_bound(self, k: int) -> float:
+        reps = self.maxima
+        if self.usable < self.scores.shape[0]:
+            reps = np.concatenate([reps, self.scores[self.usable :]])
+        return reps[np.argpartition(reps, reps.shape[0] - k)[reps.shape[0] - k]]
+
+    def at_least(self, t: float) -> np.ndarray:
+        """Rows with score >= t, reading only the blocks that can hold them."""
+        blocks = np.flatnonzero(self.maxima >= t)
+        if blocks.size * 4 > self.maxima.size:
+            return np.flatnonzero(self.scores >= t)
+        idx = (blocks[:, None] * _BLOCK + np.arange(_BLOCK)).ravel()
+        idx = idx[self.scores[idx] >= t]
+        tail = self.usable + np.flatnonzero(self.scores[self.usable :] >= t)
+        return np.concatenate([idx, tail]) if tail.size else idx
+
+
+def top_k(scores: np.ndarray, k: int, blocks: BlockMax | None = None) -> np.ndarray:
+    """Rows of the ``k`` largest ``scores``, sorted by score then row; ``k`` <= len(scores).
+
+    ``blocks`` reuses the block maxima of ``scores`` when the caller has them already.
+    """
     n = scores.shape[0]
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     if k >= n:
         cand = np.arange(n)
     elif n >= _THRESHOLD_MIN_ROWS and k * 4 <= n // _BLOCK:
-        # each block maximum (and each tail score) is a distinct score, so the k-th
-        # largest of them is at most the k-th largest score: a safe lower bound
-        usable = n - n % _BLOCK
-        reps = scores[:usable].reshape(-1, _BLOCK).max(axis=1)
-        if usable < n:
-            reps = np.concatenate([reps, scores[usable:]])
-        bound = np.partition(reps, reps.shape[0] - k)[reps.shape[0] - k]
-        cand = np.flatnonzero(scores >= bound)
+        blocks = blocks or BlockMax(scores)
+        cand = blocks.at_least(blocks.kth_bound(k))
     else:
         part = np.argpartition(scores, n - k)[n - k :]
         cand = np.flatnonzero(scores >= scores[part].min())
@@ -64,10 +91,17 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def eligible_count(catalog: Catalog, excluded: np.ndarray) -> int:
-    """Rows that may be recommended once ``excluded`` (unique rows) are taken out."""
+    """Rows that may be recommended once ``excluded`` (rows, repeats allowed) are out."""
     if excluded.size == 0:
         return catalog.n_active
-    return catalog.n_active - int(np.count_nonzero(catalog.active[excluded]))
+    return catalog.n_active - int(np.count_nonzero(catalog.active[np.unique(excluded)]))
+
+
+def eligible_k(catalog: Catalog, k: int, excluded: np.ndarray) -> int:
+    """``min(k, eligible rows)``, without counting when k is clearly available."""
+    if k + excluded.size <= catalog.n_active:
+        return k
+    return min(k, eligible_count(catalog, excluded))
 
 
 class _Buffers(threading.local):
@@ -116,7 +150,7 @@ class NumpyScorer:
                 ex = excluded[start + j]
                 if ex.size:
                     s[ex] = NEG_INF
-                rows = top_k(s, min(k, eligible_count(cat, ex)))
+                rows = top_k(s, eligible_k(cat, k, ex))
                 out.append((rows, s[rows]))
         return out
 
@@ -147,20 +181,20 @@ _Q_MAX = 63  # 7-bit weights: see _quantize_base
 _BUILD_CHUNK = 1 << 16
 
 
-def _quantize_base(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _quantize_base(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, tuple]:
     """7-bit per-row copy of the catalog for the shortlist, and its error figures.
 
     7 bits, not 8: on CPUs without VNNI onnxruntime's u8 x s8 kernels add pairs of
     products in saturating int16, which 8-bit weights can overflow. Returns the
-    transposed int8 matrix (dim, rows), per-row scales, the largest element error
-    ``max |v - s*q|`` against the vectors exact scoring uses, and the largest row L1 norm
-    of ``s*q`` -- together they bound the shortlist score's error (``Int8Scorer``).
+    transposed int8 matrix (dim, rows), per-row scales, and error figures against the
+    vectors exact scoring uses: the largest element error ``|v - s*q|``, the largest row
+    L1 norm of ``s*q``, the largest row L2 norm of ``v - s*q`` and of ``s*q`` -- they
+    bound the shortlist score's error (``Int8Scorer.error_bound``).
     """
     n, dim = catalog.n_rows, catalog.dim
     qt = np.empty((dim, n), dtype=np.int8)
     scales = np.empty(n, dtype=np.float32)
-    max_err = 0.0
-    max_l1 = 0.0
+    max_err = max_l1 = max_err2 = max_l2 = 0.0
     for start in range(0, n, _BUILD_CHUNK):
         rows = np.arange(start, min(n, start + _BUILD_CHUNK))
         v = catalog.vectors(rows)
@@ -168,20 +202,25 @@ def _quantize_base(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, float, flo
         sc = np.where(peak > 0, peak / _Q_MAX, 1.0).astype(np.float32)
         q = np.clip(np.rint(v / sc[:, None]), -_Q_MAX, _Q_MAX).astype(np.int8)
         deq = q.astype(np.float32) * sc[:, None]
-        max_err = max(max_err, float(np.abs(v - deq).max(initial=0.0)))
+        diff = v - deq
+        max_err = max(max_err, float(np.abs(diff).max(initial=0.0)))
         max_l1 = max(max_l1, float(np.abs(deq).sum(axis=1).max(initial=0.0)))
+        max_err2 = max(max_err2, float(np.sqrt((diff * diff).sum(axis=1)).max(initial=0.0)))
+        max_l2 = max(max_l2, float(np.sqrt((deq * deq).sum(axis=1)).max(initial=0.0)))
         qt[:, rows] = q.T
         scales[rows] = sc
-    return qt, scales, max_err, max_l1
+    return qt, scales, (max_err, max_l1, max_err2, max_l2)
 
 
 class Int8Scorer:
     """int8 shortlist with onnxruntime, then exact scores; results equal exact scoring.
 
-    The shortlist scores ``a`` differ from the exact ``e`` by at most
-    ``bound = max_err * (|u|_1 + dim * s_u) + max_l1 * s_u`` for every row, where ``s_u``
-    is the step onnxruntime quantizes the user vector with (its range / 255; an element
-    moves by at most one step) and ``max_err``/``max_l1`` come from ``_quantize_base``.
+    With ``v`` a row, ``v'`` its int8 copy, ``u`` the user vector and ``u'`` onnxruntime's
+    quantized copy of it (per-tensor steps of range / 255; an element moves by at most
+    one step ``s_u``), the shortlist score ``v'.u'`` differs from the exact ``v.u`` by
+    ``(v - v').u + v'.(u - u')``, at most ``max|v-v'| * |u|_1 + max|v'|_1 * s_u`` and at
+    most ``max|v-v'|_2 * |u|_2 + max|v'|_2 * sqrt(dim) * s_u`` (Cauchy-Schwarz); the
+    smaller of the two bounds every row (figures from ``_quantize_base``).
     After rescoring the top shortlist exactly, ``T`` (the k-th best exact score found)
     is a lower bound of the true k-th best score; any row that could beat it has
     ``a >= T - bound``, so those rows are rescored too. The answer is therefore the exact
@@ -196,13 +235,13 @@ class Int8Scorer:
         self.catalog = catalog
         self.threads = threads
         if _base is None:
-            qt, scales, max_err, max_l1 = _quantize_base(catalog)
+            qt, scales, errors = _quantize_base(catalog)
             graph = _int8_graph(qt, scales)
             del qt
             session = create_session(graph, "int8 scoring graph", [CPU], threads)
-            _base = (session, catalog.n_rows, max_err, max_l1)
+            _base = (session, catalog.n_rows, errors)
         self._base = _base
-        self._session, self.n_base, self._max_err, self._max_l1 = _base
+        self._session, self.n_base, self._errors = _base
         delta_rows = np.arange(self.n_base, catalog.n_rows)
         self._delta = np.ascontiguousarray(catalog.vectors(delta_rows))
         self._buffers = _Buffers()
@@ -221,10 +260,13 @@ class Int8Scorer:
 
     def error_bound(self, user: np.ndarray) -> float:
         """Largest possible |shortlist score - exact score| of any row for ``user``."""
+        max_err, max_l1, max_err2, max_l2 = self._errors
         step = (max(0.0, float(user.max())) - min(0.0, float(user.min()))) / 255.0
         l1 = float(np.abs(user).sum())
-        bound = self._max_err * (l1 + user.shape[0] * step) + self._max_l1 * step
-        return bound * 1.01 + 1e-6  # float32 rounding of the kernels' final scaling
+        l2 = float(np.sqrt((user * user).sum()))
+        by_l1 = max_err * l1 + max_l1 * step
+        by_l2 = max_err2 * l2 + max_l2 * np.sqrt(user.shape[0]) * step
+        return min(by_l1, by_l2) * 1.01 + 1e-6  # float32 rounding of the final scaling
 
     def topk(self, users: np.ndarray, k: int, excluded: Sequence[np.ndarray]) -> list[Result]:
         cat = self.catalog
@@ -240,14 +282,15 @@ class Int8Scorer:
             for j in range(len(block)):
                 ex = excluded[start + j]
                 u = block[j]
-                kk = min(k, eligible_count(cat, ex))
+                kk = eligible_k(cat, k, ex)
                 if kk == 0:
                     out.append((np.zeros(0, np.int64), np.zeros(0, np.float32)))
                     continue
                 sa = approx[j]
                 sa[inactive_a] = NEG_INF
                 sa[ex[ex < nb]] = NEG_INF
-                short = top_k(sa, min(max(4 * kk, kk + 32), nb))
+                blocks = BlockMax(sa) if nb >= _THRESHOLD_MIN_ROWS else None
+                short = top_k(sa, min(max(4 * kk, kk + 32), nb), blocks)
                 short = short[np.isfinite(sa[short])]
                 cand, exact = short, cat.vectors(short) @ u
                 if delta is not None:  # rows added since the session: exact already
@@ -260,7 +303,8 @@ class Int8Scorer:
                     exact = np.concatenate([exact, sd[cd]])
                 if exact.shape[0] >= kk:
                     kth = np.partition(exact, exact.shape[0] - kk)[exact.shape[0] - kk]
-                    more = np.flatnonzero(sa >= kth - self.error_bound(u))
+                    floor = kth - self.error_bound(u)
+                    more = blocks.at_least(floor) if blocks else np.flatnonzero(sa >= floor)
                 else:  # fewer eligible rows than k in the shortlist: take them all
                     more = np.flatnonzero(np.isfinite(sa))
                 more = np.setdiff1d(more, short, assume_unique=True)
@@ -357,7 +401,7 @@ class OrtTopKScorer:
             self._session.run_with_iobinding(io)
             values, indices = io.copy_outputs_to_cpu()
             for j, ex in enumerate(excl):
-                kk = min(k, eligible_count(cat, ex))
+                kk = eligible_k(cat, k, ex)
                 rows, vals = indices[j], values[j]
                 keep = np.isfinite(vals)
                 if ex.size:

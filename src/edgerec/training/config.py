@@ -70,7 +70,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     length_buckets: bool = True  # batch histories of similar length together (speed)
     device: str = "auto"
-    num_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    num_threads: int = 0  # torch threads per process on CPU; 0 = auto (cores / (2 x processes))
     text_encoder: str | None = None
     finetune_layers: int = 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -54,6 +55,15 @@ def resolve_device(name: str):
         return torch.device(name)
     except RuntimeError:
         raise EdgerecError(f"--device {name!r}: not a device (use auto, cpu or cuda)") from None
+
+
+def cpu_threads(requested: int, world: int) -> int:
+    """Threads per process. The LSTM's small matrix products gain little from extra
+    threads and lose a lot when other processes compete for the cores (threads spin on
+    each other), so auto uses half the cores, shared among the processes."""
+    if requested > 0:
+        return requested
+    return max(1, (os.cpu_count() or 1) // (2 * max(world, 1)))
 
 
 def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
@@ -401,6 +411,9 @@ def train(
     dist = distributed.setup(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(train_cfg.num_threads, dist.world))
     try:
         return _train(
             dataset,
@@ -415,6 +428,7 @@ def train(
             stop_after_epochs=stop_after_epochs,
         )
     finally:
+        torch.set_num_threads(threads_before)
         distributed.teardown(dist)
 
 
@@ -437,8 +451,6 @@ def _train(
     from edgerec.training.model import InterestModel
 
     t_start = time.perf_counter()
-    if device.type == "cpu" and train_cfg.num_threads > 0:
-        torch.set_num_threads(train_cfg.num_threads)
     split = leave_one_out(dataset)
     samples = training_samples(split)
     if len(samples) == 0:

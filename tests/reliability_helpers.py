@@ -1,0 +1,88 @@
+"""Shared pieces of the reliability tests (tests/test_reliability_*.py).
+
+``real_bundle()`` is a bundle made by the real trainer and exporter (tiny synthetic world,
+the 2-layer random BERT of ``export_fixtures.tiny_text_encoder``, fp32 + int8 graphs),
+built once per test process and shared read-only by every reliability file: fuzzing,
+corruption and concurrency then run against exactly what ``edgerec export`` writes.
+Tests that change a bundle work on a copy (``copy_bundle``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+
+_CACHE: dict[str, Path] = {}
+
+
+def real_bundle() -> Path:
+    """The shared exported bundle (a run and a bundle, ~30-60 s on 2 cores, once)."""
+    if "bundle" not in _CACHE:
+        from export_fixtures import make_tiny_bundle, make_tiny_run
+
+        root = Path(tempfile.mkdtemp(prefix="edgerec-reliability-"))
+        atexit.register(shutil.rmtree, root, True)
+        run = make_tiny_run(root / "run", text_encoder="tiny")
+        make_tiny_bundle(root / "bundle", run_dir=run, precisions=("fp32", "int8"), evaluate=False)
+        _CACHE["run"] = run
+        _CACHE["bundle"] = root / "bundle"
+    return _CACHE["bundle"]
+
+
+def real_run() -> Path:
+    real_bundle()
+    return _CACHE["run"]
+
+
+def copy_bundle(dest: Path) -> Path:
+    """A writable copy of the shared bundle (the export makes its files read-only)."""
+    shutil.copytree(real_bundle(), dest)
+    os.chmod(dest, 0o755)
+    for p in dest.iterdir():
+        os.chmod(p, 0o644)
+    return dest
+
+
+def manifest_of(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def write_manifest(bundle: Path, manifest: dict) -> None:
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def rehash(bundle: Path, *names: str) -> None:
+    """Make the manifest's sha256 and size agree with files edited on purpose, so only
+    the checks after the checksums can catch the edit (no names: every file, new ones
+    included)."""
+    m = manifest_of(bundle)
+    every = [p.name for p in sorted(bundle.iterdir()) if p.is_file() and p.name != "manifest.json"]
+    for name in names or every:
+        data = (bundle / name).read_bytes()
+        m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    write_manifest(bundle, m)
+
+
+def raised_in_edgerec(exc: BaseException) -> bool:
+    """True when the innermost frame that raised ``exc`` is edgerec's own code.
+
+    An error that edgerec raises on purpose comes from a ``raise`` in edgerec; one that
+    escaped from numpy, onnxruntime or tokenizers has its innermost frame there (or in C,
+    which leaves the last Python frame at the call into the library -- so that frame's
+    line must itself be a ``raise``).
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    last = frames[-1]
+    return (
+        f"{os.sep}edgerec{os.sep}" in last.filename
+        and last.line is not None
+        and last.line.lstrip().startswith("raise")
+    )
