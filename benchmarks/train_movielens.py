@@ -29,6 +29,7 @@ from train_common import (
 
 RESULTS_FILE = RESULTS / "ml100k_tuning.jsonl"
 TABLE_FILE = RESULTS / "ml100k_tuning.md"
+NOTES_FILE = RESULTS / "ml100k_tuning_notes.md"  # hand-written observations, appended
 
 HEADER = """# MovieLens 100K: configurations tried
 
@@ -72,6 +73,7 @@ def render(lines: list[dict]) -> str:
             f"| {fmt(sum(r['test']['hr@10'] for r in rs) / n)} "
             f"| {fmt(sum(r['train_seconds'] for r in rs) / n / 60, 1)} |"
         )
+    notes = NOTES_FILE.read_text() if NOTES_FILE.is_file() else ""
     return (
         HEADER
         + "\n## Per run\n\n"
@@ -79,6 +81,7 @@ def render(lines: list[dict]) -> str:
         + "\n\n## Means per configuration\n\n"
         + "\n".join(means)
         + "\n"
+        + ("\n" + notes if notes else "")
     )
 
 

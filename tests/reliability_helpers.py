@@ -21,23 +21,32 @@ from pathlib import Path
 _CACHE: dict[str, Path] = {}
 
 
-def real_bundle() -> Path:
-    """The shared exported bundle (a run and a bundle, ~30-60 s on 2 cores, once)."""
-    if "bundle" not in _CACHE:
-        from export_fixtures import make_tiny_bundle, make_tiny_run
-
+def _root() -> Path:
+    if "root" not in _CACHE:
         root = Path(tempfile.mkdtemp(prefix="edgerec-reliability-"))
         atexit.register(shutil.rmtree, root, True)
-        run = make_tiny_run(root / "run", text_encoder="tiny")
-        make_tiny_bundle(root / "bundle", run_dir=run, precisions=("fp32", "int8"), evaluate=False)
-        _CACHE["run"] = run
-        _CACHE["bundle"] = root / "bundle"
-    return _CACHE["bundle"]
+        _CACHE["root"] = root
+    return _CACHE["root"]
 
 
 def real_run() -> Path:
-    real_bundle()
+    """A finished training run with real text features (the tiny random BERT)."""
+    if "run" not in _CACHE:
+        from export_fixtures import make_tiny_run
+
+        _CACHE["run"] = make_tiny_run(_root() / "run", text_encoder="tiny")
     return _CACHE["run"]
+
+
+def real_bundle() -> Path:
+    """The shared exported bundle (a run and an export, ~30-90 s on 2 cores, once)."""
+    if "bundle" not in _CACHE:
+        from export_fixtures import make_tiny_bundle
+
+        out = _root() / "bundle"
+        make_tiny_bundle(out, run_dir=real_run(), precisions=("fp32", "int8"), evaluate=False)
+        _CACHE["bundle"] = out
+    return _CACHE["bundle"]
 
 
 def copy_bundle(dest: Path) -> Path:

@@ -35,6 +35,8 @@ def tiny_configs(**train_kw) -> tuple[ModelConfig, TrainConfig]:
         patience=10,
         text_encoder="random",
         num_threads=1,
+        mask_seen=True,
+        future_targets=2,
     )
     base.update(train_kw)
     return mcfg, TrainConfig(**base)
@@ -75,7 +77,7 @@ def test_run_directory_holds_model_config_catalog_and_metrics(tiny_run, tiny_ds)
 def test_every_loss_falls_during_training(tiny_run):
     history = json.loads((tiny_run[0] / "metrics.json").read_text())["history"]
     first, last = history[0]["losses"], history[-1]["losses"]
-    assert set(first) == {"retrieval", "behaviour", "next_category", "user_category"}
+    assert set(first) == {"retrieval", "future", "behaviour", "next_category", "user_category"}
     for task in first:
         assert last[task] < first[task], task
 

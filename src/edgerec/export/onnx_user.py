@@ -23,7 +23,6 @@ from torch import nn
 from edgerec.export.config import USER_INPUTS, USER_OUTPUTS, USER_ROLE
 from edgerec.export.onnx_graph import check_and_save, quiet_torch_onnx, set_interface, set_metadata
 
-
 FOLD_LIMIT = 1 << 26  # elements; the item table is an input, so nothing huge is folded
 
 

@@ -32,6 +32,9 @@ from edgerec.runtime.catalog import Catalog
 MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
 MAX_BATCH = 100_000  # histories per recommend_batch call
 MAX_IDS = 1_000_000  # ids per candidates/exclude/add/remove argument
+MAX_BATCH_EVENTS = 10_000_000  # events of all histories of one recommend_batch call
+MAX_RESULTS = 10_000_000  # recommendations one call may return (histories x items)
+MAX_CATALOG_ROWS = 2**31 - 1  # rows the catalog may grow to with add_items
 _TS_LIMIT = 2**62
 _MAX_ID_DIGITS = 19  # decimal ids longer than int64 cannot be in the catalog
 

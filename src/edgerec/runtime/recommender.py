@@ -8,6 +8,7 @@ concurrent call sees the catalog entirely before or entirely after an update.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as the in
 _ENCODE_BATCH = 256  # histories per user-encoder run
 _TEXT_BATCH = 64  # texts per text-encoder run
 _EMPTY = np.zeros(0, dtype=np.int64)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -455,7 +457,14 @@ class Recommender:
         behs = per_user(behaviours, "behaviours")
         tss = per_user(timestamps, "timestamps")
         state = self._state_ref
+        # bounds on what one call may hold: the histories read, and the answers returned
+        if n * min(k, state.catalog.n_active) > I.MAX_RESULTS:
+            raise ValueError(
+                f"{n} histories x k={k} would return more than {I.MAX_RESULTS} "
+                "recommendations; split the batch or lower k"
+            )
         preps = []
+        events = 0
         for i, h in enumerate(hist):
             try:
                 preps.append(self._prepare(state.catalog, h, behs[i], tss[i], strict))
@@ -463,6 +472,12 @@ class Recommender:
                 raise
             except ValueError as e:
                 raise ValueError(f"histories[{i}]: {e}") from None
+            events += preps[-1].n_events
+            if events > I.MAX_BATCH_EVENTS:
+                raise ValueError(
+                    f"histories hold more than {I.MAX_BATCH_EVENTS} events in total; "
+                    "split the batch"
+                )
         return self._recommend(state, preps, k, exclude_seen, candidates, exclude)
 
     def _recommend(
@@ -636,10 +651,8 @@ class Recommender:
         for i, t in enumerate(txt):
             if not isinstance(t, str):
                 raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
-            try:  # the tokenizer takes UTF-8: a lone surrogate cannot be encoded
-                t.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ValueError(f"texts[{i}] is not valid Unicode text ({e.reason})") from None
+            if _SURROGATE.search(t):  # the tokenizer takes UTF-8, which cannot hold one
+                raise ValueError(f"texts[{i}] is not valid Unicode text (a lone surrogate)")
         ttl = [None] * len(ids) if titles is None else I.as_list(titles, "titles", I.MAX_IDS)
         if len(ttl) != len(ids):
             raise ValueError(f"titles has {len(ttl)} entries but item_ids has {len(ids)}")
@@ -664,8 +677,11 @@ class Recommender:
         with self._write_lock:
             state = self._state_ref
             self._check_new(state.catalog, keys)
-            if state.catalog.n_rows + len(keys) > 2**31 - 1:
-                raise ValueError("the catalog would exceed 2**31 - 1 rows")
+            if state.catalog.n_rows + len(keys) > I.MAX_CATALOG_ROWS:
+                raise ValueError(
+                    f"item_ids: the catalog would exceed {I.MAX_CATALOG_ROWS} rows "
+                    f"({state.catalog.n_rows} now, {len(keys)} to add)"
+                )
             catalog = state.catalog.append(vectors, keys, ttl)
             self._state_ref = _state(catalog, state.scorer.with_catalog(catalog))
         return len(keys)
