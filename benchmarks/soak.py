@@ -191,6 +191,12 @@ def load_phase(rec, pool, serial, n_requests: int, n_threads: int, seed: int) ->
         y = np.array([s[2] for s in half], float)
         slope = float(np.polyfit(x, y, 1)[0]) * 10_000 / 1024  # MiB per 10k requests
     done = sum(len(v) for v in latencies.values())
+    # RSS when each tenth of the requests was done: flat, or growing with requests?
+    trace = []
+    for tenth in range(1, 11):
+        mark = tenth * n_requests // 10
+        hit = next((s for s in samples if s[1] >= mark), None)
+        trace.append([mark, round((hit[2] if hit else after) / 1024, 1)])
     return {
         "requests": int(sum(per_thread)),
         "threads": n_threads,
@@ -217,6 +223,7 @@ def load_phase(rec, pool, serial, n_requests: int, n_threads: int, seed: int) ->
             "max_during": round(max((s[2] for s in samples), default=after) / 1024, 1),
             "samples": len(samples),
             "second_half_slope_mib_per_10k_requests": None if slope is None else round(slope, 3),
+            "by_requests_done": trace,
         },
     }
 
@@ -358,6 +365,9 @@ def write_report(result: dict, out_dir: Path) -> Path:
         f"| RSS max during run | {rss['max_during']} MiB ({rss['samples']} samples) |",
         "| RSS slope, second half | "
         f"{rss['second_half_slope_mib_per_10k_requests']} MiB per 10k requests |",
+        "| RSS by requests done | "
+        + ", ".join(f"{n:,}: {m}" for n, m in rss["by_requests_done"])
+        + " MiB |",
         "",
         "| kind | n | p50 ms | p95 ms | p99 ms |",
         "| --- | --- | --- | --- | --- |",

@@ -308,3 +308,30 @@ def test_training_onto_a_full_disk_fails_cleanly_and_resumes_once_there_is_room(
     code, err = _main(capsys, "train", "--resume", str(run), "-q")
     assert code == 0, err
     assert json.loads((run / "metrics.json").read_text())["finished"]
+
+
+def test_a_kill_between_the_renames_of_a_checkpoint_swap_loses_no_finished_epoch(tmp_path):
+    """atomic_directory swaps a directory with two renames; killed between them, the
+    run holds no checkpoint/ but the previous one in .checkpoint.old-*/prev (and maybe a
+    half-written .checkpoint.tmp-*). Resume must use the previous one, not start over."""
+    from edgerec.data import SyntheticConfig, generate_synthetic
+    from edgerec.training.config import ModelConfig, TrainConfig
+    from edgerec.training.trainer import train
+
+    ds = generate_synthetic(SyntheticConfig(n_users=60, n_items=40, seed=2))
+    mcfg = ModelConfig(dim=8, hidden=8, max_len=10, window=3)
+    tcfg = TrainConfig(
+        epochs=3, batch_size=32, warmup_steps=2, device="cpu", num_threads=1, text_encoder="random"
+    )
+    run = tmp_path / "run"
+    train(ds, run, mcfg, tcfg, progress=False, stop_after_epochs=2)
+    kept = _state(run)
+    old = tmp_path / "run" / ".checkpoint.old-x"
+    old.mkdir()
+    os.replace(run / "checkpoint", old / "prev")  # the first rename happened, not the second
+    half = run / ".checkpoint.tmp-y"
+    half.mkdir()
+    (half / "state.json").write_text("{")
+    resumed = train(ds, run, progress=False, resume=True)
+    assert resumed["finished"] and resumed["epochs_run"] == 3
+    assert resumed["history"][:2] == kept["history"]

@@ -139,6 +139,12 @@ def test_resume_without_a_run_is_a_clear_error(tiny_ds, tmp_path):
         train(tiny_ds, tmp_path / "none", progress=False, resume=True)
 
 
+def test_resume_on_other_data_is_refused(tiny_run):
+    other = generate_synthetic(SyntheticConfig(n_users=60, n_items=40, seed=6))
+    with pytest.raises(RunError, match="fingerprint"):
+        train(other, tiny_run[0], progress=False, resume=True)
+
+
 @pytest.mark.parametrize(
     ("model_kw", "train_kw", "message"),
     [

@@ -77,6 +77,28 @@ def _json_default(obj: object):
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+def recover_directory(target: Path | str) -> bool:
+    """Put the previous version of ``target`` back if a kill hit ``atomic_directory``
+    between its two renames (``target`` missing, ``.NAME.old-*/prev`` present).
+
+    Returns whether something was restored. Only a complete previous version is used,
+    never a ``.NAME.tmp-*`` directory, which may be half written.
+    """
+    target = Path(target).absolute()
+    if target.exists():
+        return False
+    olds = sorted(
+        (p for p in target.parent.glob(f".{target.name}.old-*/prev") if p.is_dir()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not olds:
+        return False
+    os.replace(olds[-1], target)
+    shutil.rmtree(olds[-1].parent, ignore_errors=True)
+    _fsync_dir(target.parent)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
     """Yield a temporary directory next to ``target``; on success it replaces ``target``.

@@ -22,7 +22,7 @@ import numpy as np
 from edgerec.data.schema import Dataset
 from edgerec.data.split import leave_one_out
 from edgerec.errors import EdgerecError
-from edgerec.io import atomic_directory, atomic_write_json
+from edgerec.io import atomic_directory, atomic_write_json, recover_directory
 from edgerec.training import distributed
 from edgerec.training.checkpoint import (
     CONFIG_FILE,
@@ -285,6 +285,7 @@ def load_checkpoint(run_dir: Path, model, opt, sched, device) -> dict | None:
     from safetensors.torch import load_file
 
     ckpt = run_dir / CHECKPOINT_DIR
+    recover_directory(ckpt)  # killed between the two renames of a checkpoint swap
     if not (ckpt / STATE_JSON).is_file() or not (ckpt / STATE_TENSORS).is_file():
         return None
     try:
@@ -368,6 +369,12 @@ class _Progress:
 def _prepare_configs(dataset, model_cfg, train_cfg, out_dir: Path, resume: bool):
     if resume and (out_dir / CONFIG_FILE).is_file():
         saved = json.loads((out_dir / CONFIG_FILE).read_text())
+        want = saved.get("data", {}).get("fingerprint")
+        if want is not None and want != dataset.fingerprint():
+            raise RunError(
+                f"{out_dir}: the run was trained on data with fingerprint {want}, "
+                f"not {dataset.fingerprint()} ({dataset.name}); resume with the same data"
+            )
         return ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
     if resume:
         raise RunError(f"{out_dir}: nothing to resume (no {CONFIG_FILE})")
