@@ -46,6 +46,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from reliability_helpers import answer  # noqa: E402  (shared with the short soak test)
+
 KINDS = ("recommend", "recommend", "recommend", "recommend", "batch", "user_vector", "explain")
 
 
@@ -96,23 +99,6 @@ def make_pool(rec, n: int, seed: int) -> list[tuple[str, dict]]:
                 kwargs["exclude"] = [ids[j] for j in rng.integers(0, len(ids), 20)]
         pool.append((kind, kwargs))
     return pool
-
-
-def answer(rec, kind: str, kwargs: dict):
-    """A comparable value of the whole answer (ids, scores, gate, flags)."""
-    if kind == "recommend":
-        r = rec.recommend(**kwargs)
-        return (tuple(r.item_ids), tuple(x.score for x in r), r.gate, r.unknown_items)
-    if kind == "batch":
-        return tuple(
-            (tuple(r.item_ids), tuple(x.score for x in r), r.gate)
-            for r in rec.recommend_batch(**kwargs)
-        )
-    if kind == "user_vector":
-        v = rec.user_vector(**kwargs)
-        return (v.vector.tobytes(), v.gate)
-    e = rec.explain(**kwargs)
-    return (e.gate, tuple((x.item_id, x.score, x.drivers) for x in e.items), e.events)
 
 
 class RssMonitor(threading.Thread):

@@ -88,6 +88,7 @@ def record_run(run_dir: Path, name: str, overrides: dict | None = None) -> dict:
         "name": name,
         "seed": config["train"]["seed"],
         "overrides": overrides if overrides is not None else changed_settings(config),
+        "config": {"model": config["model"], "train": config["train"]},
         "run_dir": str(run_dir),
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
@@ -114,6 +115,13 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def describe(overrides: dict) -> str:
+    """Settings that differ from the defaults; ``overrides`` may be a record (which holds
+    its full configuration, so rows stay right when the defaults change) or a plain
+    overrides dict."""
+    if "config" in overrides:
+        overrides = changed_settings(overrides["config"])
+    elif "overrides" in overrides:
+        overrides = overrides["overrides"]
     parts = [
         f"{k}={v}" for scope in ("model", "train") for k, v in overrides.get(scope, {}).items()
     ]

@@ -95,3 +95,55 @@ def raised_in_edgerec(exc: BaseException) -> bool:
         and last.line is not None
         and last.line.lstrip().startswith("raise")
     )
+
+
+def answer(rec, kind: str, kwargs: dict):
+    """A comparable value of the whole answer (ids, scores, gate, flags)."""
+    if kind == "recommend":
+        r = rec.recommend(**kwargs)
+        return (tuple(r.item_ids), tuple(x.score for x in r), r.gate, r.unknown_items)
+    if kind == "batch":
+        return tuple(
+            (tuple(r.item_ids), tuple(x.score for x in r), r.gate)
+            for r in rec.recommend_batch(**kwargs)
+        )
+    if kind == "user_vector":
+        v = rec.user_vector(**kwargs)
+        return (v.vector.tobytes(), v.gate)
+    e = rec.explain(**kwargs)
+    return (e.gate, tuple((x.item_id, x.score, x.drivers) for x in e.items), e.events)
+
+
+def kill_export_midway(run: Path, target: Path, options: str = "") -> None:
+    """Start ``export_bundle(run, target, <options>)`` in a subprocess and ``kill -9`` it
+    while its temporary bundle directory is being filled (checked to exist)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tests = Path(__file__).parent
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "from edgerec.export import export_bundle\n"
+        "def progress(step, done, total):\n"
+        "    print(step, flush=True)\n"
+        f"export_bundle({str(run)!r}, {str(target)!r}, progress=progress, {options})\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    try:
+        deadline = time.monotonic() + 240
+        for line in proc.stdout:
+            if line.startswith("exporting the user encoder") or time.monotonic() > deadline:
+                break
+        assert proc.poll() is None, "export finished before it could be killed"
+        assert list(target.parent.glob(f".{target.name}.tmp-*")), "no temporary bundle dir"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL

@@ -21,7 +21,9 @@ def _dataset(tmp_path, data: bytes, item_bytes: bytes | None = None):
 
 
 def test_wrong_field_count_rows_are_dropped_and_named_by_line(tmp_path):
-    ds = load_dataset("movielens-100k", _dataset(tmp_path, (GOOD + "1\t2\n3\t4\t5\t6\t7\n").encode()))
+    ds = load_dataset(
+        "movielens-100k", _dataset(tmp_path, (GOOD + "1\t2\n3\t4\t5\t6\t7\n").encode())
+    )
     assert len(ds.interactions) == 8
     text = " ".join(ds.report.issues)
     assert "line 10" in text and "wrong number of fields" in text
@@ -39,7 +41,9 @@ def test_non_numeric_ids_and_timestamps_are_dropped_with_line_numbers(tmp_path):
 
 def test_strict_mode_turns_the_first_bad_row_into_an_error(tmp_path):
     with pytest.raises(DataError, match=r"u.data: line 9"):
-        load_dataset("movielens-100k", _dataset(tmp_path, (GOOD + "x\t1\t3\t5\n").encode()), strict=True)
+        load_dataset(
+            "movielens-100k", _dataset(tmp_path, (GOOD + "x\t1\t3\t5\n").encode()), strict=True
+        )
 
 
 def test_bad_encoding_names_the_file_and_line(tmp_path):
@@ -74,12 +78,17 @@ def test_a_data_set_with_no_splittable_user_is_an_error(tmp_path):
 
 def test_ids_that_overflow_int64_are_refused(tmp_path):
     with pytest.raises(DataError, match="integers within int64"):
-        load_dataset("movielens-100k", _dataset(tmp_path, (GOOD + "99999999999999999999999\t1\t3\t1\n").encode()))
+        load_dataset(
+            "movielens-100k",
+            _dataset(tmp_path, (GOOD + "99999999999999999999999\t1\t3\t1\n").encode()),
+        )
 
 
 def test_cli_reports_bad_data_without_a_traceback(tmp_path):
     root = _dataset(tmp_path, b"\n")
-    result = CliRunner().invoke(app, ["data", "info", "-d", "movielens-100k", "--data-dir", str(root)])
+    result = CliRunner().invoke(
+        app, ["data", "info", "-d", "movielens-100k", "--data-dir", str(root)]
+    )
     assert result.exit_code != 0
     assert "Traceback" not in result.output
 

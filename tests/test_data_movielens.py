@@ -57,8 +57,13 @@ def _write(path, text, encoding="utf-8"):
 
 def test_movielens_1m_format_reads_double_colon_latin1(tmp_path):
     root = tmp_path / "ml-1m"
-    _write(root / "movies.dat", "1::Amélie (2001)::Comedy|Romance\n2::Heat (1995)::Action\n", "latin-1")
-    _write(root / "ratings.dat", "".join(f"{u}::{i}::4::{t}\n" for u in (1, 2) for t, i in enumerate([1, 2, 1])))
+    _write(
+        root / "movies.dat", "1::Amélie (2001)::Comedy|Romance\n2::Heat (1995)::Action\n", "latin-1"
+    )
+    _write(
+        root / "ratings.dat",
+        "".join(f"{u}::{i}::4::{t}\n" for u in (1, 2) for t, i in enumerate([1, 2, 1])),
+    )
     ds = load_dataset("movielens-1m", tmp_path)
     assert ds.n_items == 2 and ds.n_users == 2 and len(ds.interactions) == 6
     assert ds.catalog.titles[0] == "Amélie (2001)"
@@ -67,7 +72,10 @@ def test_movielens_1m_format_reads_double_colon_latin1(tmp_path):
 
 def test_movielens_latest_tolerates_crlf_and_quoted_titles(tmp_path):
     root = tmp_path / "ml-latest-small"
-    _write(root / "movies.csv", 'movieId,title,genres\r\n1,"Toy Story, The (1995)",Animation|Comedy\r\n2,Heat (1995),Action\r\n')
+    _write(
+        root / "movies.csv",
+        'movieId,title,genres\r\n1,"Toy Story, The (1995)",Animation|Comedy\r\n2,Heat (1995),Action\r\n',
+    )
     _write(root / "tags.csv", "userId,movieId,tag,timestamp\r\n1,1,pixar,5\r\n")
     rows = "".join(f"{u},{i},3.5,{t}\r\n" for u in (7, 8) for t, i in enumerate([1, 2, 1]))
     _write(root / "ratings.csv", "userId,movieId,rating,timestamp\r\n" + rows)
@@ -78,9 +86,22 @@ def test_movielens_latest_tolerates_crlf_and_quoted_titles(tmp_path):
 
 
 def test_csv_event_log_with_a_column_mapping_keeps_string_ids(tmp_path):
-    _write(tmp_path / "events.csv", "uid,sku,ts,kind\n" + "".join(f"u{u},A{i},2024-01-0{t + 1},view\n" for u in (1, 2) for t, i in enumerate([1, 2, 3])))
-    _write(tmp_path / "items.csv", "sku,name,cats\nA1,Red shoe,shoes|red\nA2,Blue hat,hats\nA3,Green sock,socks\n")
-    ds = load_dataset("csv", tmp_path, columns="user=uid,item=sku,timestamp=ts,behaviour=kind,title=name,categories=cats")
+    _write(
+        tmp_path / "events.csv",
+        "uid,sku,ts,kind\n"
+        + "".join(
+            f"u{u},A{i},2024-01-0{t + 1},view\n" for u in (1, 2) for t, i in enumerate([1, 2, 3])
+        ),
+    )
+    _write(
+        tmp_path / "items.csv",
+        "sku,name,cats\nA1,Red shoe,shoes|red\nA2,Blue hat,hats\nA3,Green sock,socks\n",
+    )
+    ds = load_dataset(
+        "csv",
+        tmp_path,
+        columns="user=uid,item=sku,timestamp=ts,behaviour=kind,title=name,categories=cats",
+    )
     assert list(ds.catalog.item_ids) == ["A1", "A2", "A3"]
     assert ds.behaviour_vocab == ("none", "view")
     assert ds.catalog.categories.sum() == 4
@@ -90,7 +111,9 @@ def test_csv_event_log_with_a_column_mapping_keeps_string_ids(tmp_path):
 def test_parquet_event_log_loads(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    pd.DataFrame({"user_id": [1, 1, 1], "item_id": ["x", "y", "x"], "timestamp": [1, 2, 3]}).to_parquet(tmp_path / "events.parquet")
+    pd.DataFrame(
+        {"user_id": [1, 1, 1], "item_id": ["x", "y", "x"], "timestamp": [1, 2, 3]}
+    ).to_parquet(tmp_path / "events.parquet")
     ds = load_dataset("parquet", tmp_path)
     assert ds.n_users == 1 and ds.n_items == 2
 
@@ -139,7 +162,9 @@ def test_data_info_cli_prints_counts_and_split_sizes(ml100k_dir):
 
     from edgerec.cli import app
 
-    result = CliRunner().invoke(app, ["data", "info", "-d", "movielens-100k", "--data-dir", str(ml100k_dir), "--json"])
+    result = CliRunner().invoke(
+        app, ["data", "info", "-d", "movielens-100k", "--data-dir", str(ml100k_dir), "--json"]
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["users"] == 943 and info["split"]["train"] == 100_000 - 2 * 943

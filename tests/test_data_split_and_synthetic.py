@@ -10,7 +10,9 @@ def _ml100k_dir(tmp_path, rows: str, n_items: int = 5):
     root.mkdir()
     (root / "u.genre").write_text("unknown|0\nDrama|1\n\n")
     (root / "u.item").write_bytes(
-        "".join(f"{i}|Film {i} (1990)|01-Jan-1990||http://x|0|1\n" for i in range(1, n_items + 1)).encode("latin-1")
+        "".join(
+            f"{i}|Film {i} (1990)|01-Jan-1990||http://x|0|1\n" for i in range(1, n_items + 1)
+        ).encode("latin-1")
     )
     (root / "u.data").write_text(rows)
     return root

@@ -5,15 +5,11 @@ Runs use the tiny random BERT (``text_encoder="tiny"``) so each export costs sec
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from export_fixtures import make_tiny_bundle, make_tiny_run
+from reliability_helpers import kill_export_midway
 from typer.testing import CliRunner
 
 from edgerec.errors import EdgerecError, ParityError
@@ -111,32 +107,7 @@ def test_sigkill_mid_export_keeps_the_previous_bundle(previous):
     run, bundle = previous
     before = _snapshot(bundle)
     siblings = _visible_siblings(bundle)
-    script = (
-        "import sys\n"
-        f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from edgerec.export import export_bundle\n"
-        "def progress(step, done, total):\n"
-        "    print(step, flush=True)\n"
-        f"export_bundle({str(run)!r}, {str(bundle)!r}, precisions=('fp32', 'int8'),"
-        " progress=progress)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
-    )
-    try:
-        deadline = time.monotonic() + 240
-        for line in proc.stdout:
-            # killed while the temporary bundle directory is being filled
-            if line.startswith("exporting the user encoder") or time.monotonic() > deadline:
-                break
-        assert proc.poll() is None, "export finished before it could be killed"
-        assert list(bundle.parent.glob(f".{bundle.name}.tmp-*"))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_export_midway(run, bundle, "precisions=('fp32', 'int8')")
     assert _snapshot(bundle) == before
     # what a kill leaves is only an obviously temporary hidden sibling, never the bundle
     assert _visible_siblings(bundle) == siblings

@@ -79,6 +79,15 @@ def test_user_student_halves_the_lstm_and_shares_the_teacher_item_tower(teacher)
         assert torch_equal(p, loaded.model.items.state_dict()[name])
     assert not any(p.requires_grad for p in student.items.parameters())
     assert torch_equal(student.user.gap_emb.weight, loaded.model.user.gap_emb.weight)
+    # a pruned teacher: each of the 4 gate blocks keeps the teacher's first units
+    h_t, h_s = loaded.model.cfg.hidden, student.cfg.hidden
+    t_hh, s_hh = loaded.model.user.lstm_fwd.weight_hh_l0, student.user.lstm_fwd.weight_hh_l0
+    for gate in range(4):
+        block = t_hh[gate * h_t : gate * h_t + h_s, :h_s]
+        assert torch_equal(s_hh[gate * h_s : (gate + 1) * h_s], block)
+    # a layer reading [fwd; bwd] outputs keeps the same units of both halves
+    t_long, s_long = loaded.model.user.long_out.weight, student.user.long_out.weight
+    assert torch_equal(s_long[:, h_s:], t_long[:, h_t : h_t + h_s])
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +122,16 @@ def test_distilled_int8_only_bundle_passes_the_gate_and_ships_only_int8(distille
 
     bundle, manifest = distilled
     assert manifest["precisions"] == ["int8"] and manifest["default_precision"] == "int8"
-    assert set(manifest["graphs"]["user_encoder"]) == {"int8"}
+    assert manifest["graphs"]["user_encoder"] == {"int8": "user_encoder.onnx"}  # kept fp32
+    assert manifest["graphs"]["text_encoder"] == {"int8": "text_encoder.int8.onnx"}
     names = {p.name for p in bundle.iterdir()}
-    assert "user_encoder.onnx" not in names and "text_encoder.int8.onnx" in names
+    assert "text_encoder.onnx" not in names and "text_encoder.int8.onnx" in names
     # the gate ran on the fp32 student graphs before they were dropped
     assert manifest["parity"]["user_encoder"]["max_abs_user"] <= 1e-4
     assert manifest["parity"]["text_encoder"]["max_abs_item_vector"] <= 1e-4
     assert "fp32" in manifest["quality"] and "ndcg@10_drop_vs_fp32" in manifest["quality"]["int8"]
     meta = {
-        p.key: p.value for p in onnx.load(str(bundle / "user_encoder.int8.onnx")).metadata_props
+        p.key: p.value for p in onnx.load(str(bundle / "user_encoder.onnx")).metadata_props
     }
     assert json.loads(meta["hidden"]) == 24
     assert "(reference, not shipped)" in (bundle / "README.md").read_text()

@@ -25,7 +25,9 @@ def test_ties_average_over_every_position_the_target_could_take():
     m = rank_metrics(scores, np.array([3]), ks=(3, 10))
     assert m["hr@10"][0] == pytest.approx(1.0)
     assert m["hr@3"][0] == pytest.approx(2 / 3)
-    assert m["ndcg@10"][0] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5)) / 3)
+    assert m["ndcg@10"][0] == pytest.approx(
+        (1 / math.log2(3) + 1 / math.log2(4) + 1 / math.log2(5)) / 3
+    )
     assert m["ndcg@3"][0] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / 3)
     assert m["mrr@3"][0] == pytest.approx((1 / 2 + 1 / 3) / 3)
 

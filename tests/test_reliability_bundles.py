@@ -37,8 +37,7 @@ DATA_FILES = (
     "items.json",
     "popularity.npy",
     "tokenizer.json",
-    "user_encoder.onnx",
-    "user_encoder.int8.onnx",
+    "user_encoder.onnx",  # also the int8 variant's user encoder
     "text_encoder.onnx",
     "text_encoder.int8.onnx",
 )
@@ -169,9 +168,9 @@ def test_npy_header_that_does_not_parse_is_refused(bundle, no_execution):
     ("target", "source", "fragment"),
     [
         ("user_encoder.onnx", "text_encoder.onnx", "no input 'items'"),
-        ("user_encoder.int8.onnx", "text_encoder.int8.onnx", "no input 'items'"),
+        ("user_encoder.onnx", "text_encoder.int8.onnx", "no input 'items'"),
         ("text_encoder.onnx", "user_encoder.onnx", "no input 'input_ids'"),
-        ("text_encoder.int8.onnx", "user_encoder.int8.onnx", "no input 'input_ids'"),
+        ("text_encoder.int8.onnx", "user_encoder.onnx", "no input 'input_ids'"),
     ],
 )
 def test_graph_swapped_between_roles_is_refused(bundle, target, source, fragment, no_execution):
@@ -184,8 +183,7 @@ def test_graph_swapped_between_roles_is_refused(bundle, target, source, fragment
 @pytest.mark.parametrize(
     ("target", "source"),
     [
-        ("user_encoder.onnx", "user_encoder.onnx"),  # not the default precision: no session
-        ("user_encoder.int8.onnx", "user_encoder.onnx"),
+        ("user_encoder.onnx", "user_encoder.onnx"),  # fp32 and the default int8 variant
         ("text_encoder.onnx", "text_encoder.onnx"),
         ("text_encoder.int8.onnx", "text_encoder.onnx"),
     ],

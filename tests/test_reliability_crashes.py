@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import real_run
+from reliability_helpers import kill_export_midway, real_run
 
 from edgerec.errors import BundleError
 from edgerec.io import atomic_directory, atomic_write_bytes
@@ -166,29 +166,7 @@ def test_kill_9_during_a_first_export_leaves_nothing_at_the_target(tmp_path):
     from edgerec.runtime import Recommender
 
     target = tmp_path / "bundle"
-    script = (
-        "import sys\n"
-        f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from edgerec.export import export_bundle\n"
-        "def progress(step, done, total):\n"
-        "    print(step, flush=True)\n"
-        f"export_bundle({str(real_run())!r}, {str(target)!r}, precisions=('fp32',),"
-        " evaluate=False, progress=progress)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
-    )
-    try:
-        for line in proc.stdout:
-            if line.startswith("exporting the user encoder"):  # the temp dir exists now
-                break
-        assert proc.poll() is None, "export ended before it could be killed"
-        assert list(tmp_path.glob(".bundle.tmp-*"))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_export_midway(real_run(), target, "precisions=('fp32',), evaluate=False")
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
     with pytest.raises(BundleError, match="not a bundle directory"):

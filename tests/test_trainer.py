@@ -319,3 +319,16 @@ def test_ddp_with_two_cpu_processes_trains_and_writes_a_run(tmp_path):
     assert history[-1]["losses"]["retrieval"] < history[0]["losses"]["retrieval"]
     assert metrics["valid"]["ndcg@10"] > 0
     assert (out / "model.safetensors").is_file()
+
+
+def test_device_auto_picks_cuda_only_when_present():
+    from edgerec.training.trainer import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(EdgerecError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(EdgerecError, match="not a device"):
+        resolve_device("tpu-please")

@@ -36,7 +36,9 @@ def train(
     interest_weight: float = typer.Option(None, help="Weight of the category tasks."),
     seed: int = typer.Option(None, help="Random seed (init, batch order, dropout)."),
     device: str = typer.Option(None, help="auto (CUDA when present), cpu or cuda."),
-    threads: int = typer.Option(None, help="CPU threads per process (0: torch's default)."),
+    threads: int = typer.Option(
+        None, help="CPU threads per process (0: the cores shared among the processes)."
+    ),
     text_encoder: str = typer.Option(
         None,
         "--text-encoder",

@@ -270,22 +270,42 @@ def _scorer(model, split, table: torch.Tensor):
 # ----------------------------------------------------------------------- user student
 
 
+def _block_index(teacher_size: int, student_size: int, h_t: int, h_s: int) -> torch.Tensor:
+    """Indices of the teacher axis a student axis keeps.
+
+    An axis made of k blocks of the hidden size (an LSTM's 4 gates, a Linear reading
+    [fwd; bwd] outputs) keeps the first ``h_s`` units of every block, so each student
+    unit is a whole teacher unit in the same role; any other axis keeps a leading slice.
+    """
+    k = teacher_size // h_t if teacher_size % h_t == 0 else 0
+    if k and student_size == k * h_s:
+        return torch.cat([torch.arange(b * h_t, b * h_t + h_s) for b in range(k)])
+    return torch.arange(min(teacher_size, student_size))
+
+
 def make_user_student(teacher, config: DistillConfig):
-    """Teacher architecture with a narrower LSTM; embeddings, norm, gate and the whole
-    item tower copied from the teacher (the item tower frozen)."""
+    """Teacher architecture with a narrower LSTM, started from the teacher: tensors of
+    equal shape are copied (embeddings, norm, gate, the whole item tower -- frozen), the
+    narrower ones keep the teacher's first hidden units of each block (see
+    ``_block_index``), so the student starts as a pruned teacher, not from noise."""
     from edgerec.training.config import ModelConfig
     from edgerec.training.model import InterestModel
 
     cfg = ModelConfig.from_dict(teacher.cfg.to_dict())
-    cfg.hidden = max(4, int(round(teacher.cfg.hidden * config.user_hidden_ratio)))
+    h_t = int(teacher.cfg.hidden)
+    cfg.hidden = h_s = max(4, int(round(h_t * config.user_hidden_ratio)))
     torch.manual_seed(config.seed)
     student = InterestModel(cfg)
     t_state = teacher.state_dict()
-    s_state = student.state_dict()
     with torch.no_grad():
-        for name, tensor in s_state.items():
+        for name, tensor in student.state_dict().items():
             src = t_state.get(name)
-            if src is not None and src.shape == tensor.shape:
+            if src is None or src.dim() != tensor.dim():
+                continue
+            for axis, size in enumerate(tensor.shape):
+                idx = _block_index(src.shape[axis], size, h_t, h_s)
+                src = src.index_select(axis, idx)
+            if src.shape == tensor.shape:
                 tensor.copy_(src)
     for p in student.items.parameters():
         p.requires_grad_(False)

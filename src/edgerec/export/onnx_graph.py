@@ -108,3 +108,56 @@ def quiet_torch_onnx() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def torch_to_onnx(
+    module,
+    args: tuple,
+    *,
+    exporter: str,
+    opset: int,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict,
+    **options,
+):
+    """One ``torch.onnx.export`` call, quiet, returning the ``ModelProto``.
+
+    ``exporter`` "dynamo" (torch.export; ``dynamic`` holds ``torch.export.Dim`` shapes,
+    graph optimised by onnxscript) or "torchscript" (the legacy tracer; ``dynamic`` holds
+    axis names). Kept in one place so both encoders export the same way."""
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    with warnings.catch_warnings(), quiet_torch_onnx():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            program = torch.onnx.export(
+                module,
+                args,
+                dynamo=True,
+                opset_version=opset,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=dynamic,
+                optimize=True,
+                verbose=False,
+                **options,
+            )
+            return program.model_proto
+        buf = io.BytesIO()
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            **options,
+        )
+        return onnx.load_from_string(buf.getvalue())

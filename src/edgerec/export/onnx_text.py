@@ -12,7 +12,6 @@ left for MiniLM); the dynamo exporter's graph of the same model kept unfused att
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from edgerec.export.config import TEXT_INPUTS, TEXT_OUTPUTS, TEXT_ROLE
-from edgerec.export.onnx_graph import check_and_save, quiet_torch_onnx, set_interface, set_metadata
+from edgerec.export.onnx_graph import check_and_save, set_interface, set_metadata, torch_to_onnx
 
 
 class TextTower(nn.Module):
@@ -62,44 +61,32 @@ def encode_torch(tower: TextTower, feed: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _export_torchscript(tower, args, opset: int):
-    import onnx
-
     axes = {name: dict(enumerate(shape)) for name, shape in TEXT_INPUTS.items()}
     axes["item_vector"] = {0: "batch"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            tower,
-            args,
-            buf,
-            dynamo=False,
-            opset_version=opset,
-            input_names=list(TEXT_INPUTS),
-            output_names=list(TEXT_OUTPUTS),
-            dynamic_axes=axes,
-            do_constant_folding=True,
-        )
-    return onnx.load_from_string(buf.getvalue())
+    return torch_to_onnx(
+        tower,
+        args,
+        exporter="torchscript",
+        opset=opset,
+        inputs=list(TEXT_INPUTS),
+        outputs=list(TEXT_OUTPUTS),
+        dynamic=axes,
+        do_constant_folding=True,
+    )
 
 
 def _export_dynamo(tower, args, opset: int):
     batch = torch.export.Dim("batch")
     tokens = torch.export.Dim("tokens", max=4096)
-    with warnings.catch_warnings(), quiet_torch_onnx():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            tower,
-            args,
-            dynamo=True,
-            opset_version=opset,
-            input_names=list(TEXT_INPUTS),
-            output_names=list(TEXT_OUTPUTS),
-            dynamic_shapes={n: {0: batch, 1: tokens} for n in TEXT_INPUTS},
-            optimize=True,
-            verbose=False,
-        )
-    return program.model_proto
+    return torch_to_onnx(
+        tower,
+        args,
+        exporter="dynamo",
+        opset=opset,
+        inputs=list(TEXT_INPUTS),
+        outputs=list(TEXT_OUTPUTS),
+        dynamic={n: {0: batch, 1: tokens} for n in TEXT_INPUTS},
+    )
 
 
 def optimize_transformer(proto, *, num_heads: int, hidden_size: int):

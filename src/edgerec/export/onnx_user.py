@@ -13,7 +13,6 @@ the matrix between the user encoder and scoring.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from edgerec.export.config import USER_INPUTS, USER_OUTPUTS, USER_ROLE
-from edgerec.export.onnx_graph import check_and_save, quiet_torch_onnx, set_interface, set_metadata
+from edgerec.export.onnx_graph import check_and_save, set_interface, set_metadata, torch_to_onnx
 
 FOLD_LIMIT = 1 << 26  # elements; the item table is an input, so nothing huge is folded
 
@@ -83,44 +82,30 @@ def _export_dynamo_once(wrapper, args, opset: int):
         "lengths": {0: batch},
         "item_table": {0: rows},
     }
-    with warnings.catch_warnings(), quiet_torch_onnx():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper,
-            args,
-            dynamo=True,
-            opset_version=opset,
-            input_names=list(USER_INPUTS),
-            output_names=list(USER_OUTPUTS),
-            dynamic_shapes=dynamic,
-            optimize=True,
-            verbose=False,
-        )
-    return program.model_proto
+    return torch_to_onnx(
+        wrapper,
+        args,
+        exporter="dynamo",
+        opset=opset,
+        inputs=list(USER_INPUTS),
+        outputs=list(USER_OUTPUTS),
+        dynamic=dynamic,
+    )
 
 
 def _export_torchscript(wrapper, args, opset: int):
-    import io
-
-    import onnx
-
     axes = {name: dict(enumerate(shape)) for name, shape in {**USER_INPUTS}.items()}
     axes.update({name: dict(enumerate(shape)) for name, shape in USER_OUTPUTS.items()})
     axes = {n: {i: a for i, a in d.items() if a != "dim"} for n, d in axes.items()}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            args,
-            buf,
-            dynamo=False,
-            opset_version=opset,
-            input_names=list(USER_INPUTS),
-            output_names=list(USER_OUTPUTS),
-            dynamic_axes=axes,
-        )
-    return onnx.load_from_string(buf.getvalue())
+    return torch_to_onnx(
+        wrapper,
+        args,
+        exporter="torchscript",
+        opset=opset,
+        inputs=list(USER_INPUTS),
+        outputs=list(USER_OUTPUTS),
+        dynamic=axes,
+    )
 
 
 def export_user_encoder(

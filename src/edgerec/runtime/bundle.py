@@ -457,6 +457,19 @@ def check_onnx(data: bytes, name: str) -> OnnxSummary:
 _ONNX_INT64, _ONNX_FLOAT = 7, 1
 
 
+def _check_text_names(name: str, inputs: set[str], outputs: set[str]) -> None:
+    """A text encoder takes the tokenizer's tensors (token_type_ids optional) and gives
+    the item vector; checked on the file at load and again on the session built from it."""
+    for key in TEXT_INPUTS:
+        if key not in inputs:
+            raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
+    extra = inputs - set(TEXT_INPUTS) - {"token_type_ids"}
+    if extra:
+        raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
+    if TEXT_OUTPUT not in outputs:
+        raise _fail(name, f"graph has no output {TEXT_OUTPUT!r} (outputs: {sorted(outputs)})")
+
+
 def check_graph_interface(summary: OnnxSummary, name: str, role: str, manifest: Manifest) -> None:
     """The graph's declared inputs and outputs fit its role and the manifest's dims.
 
@@ -496,14 +509,7 @@ def check_graph_interface(summary: OnnxSummary, name: str, role: str, manifest: 
                 raise _fail(name, f"graph has no output {key!r} (outputs: {sorted(outputs)})")
         rank2_with_dim(outputs["user"], "output 'user'")
     else:
-        for key in TEXT_INPUTS:
-            if key not in inputs:
-                raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
-        extra = set(inputs) - set(TEXT_INPUTS) - {"token_type_ids"}
-        if extra:
-            raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
-        if TEXT_OUTPUT not in outputs:
-            raise _fail(name, f"graph has no output {TEXT_OUTPUT!r} (outputs: {sorted(outputs)})")
+        _check_text_names(name, set(inputs), set(outputs))
         rank2_with_dim(outputs[TEXT_OUTPUT], f"output {TEXT_OUTPUT!r}")
 
 
@@ -727,16 +733,8 @@ def check_user_encoder(session, name: str, manifest: Manifest) -> bool:
 
 def check_text_encoder(session, name: str, manifest: Manifest) -> tuple[str, ...]:
     """Check the text graph; returns the token inputs it takes, in the order it wants them."""
-    inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
-    for key in TEXT_INPUTS:
-        if key not in inputs:
-            raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
-    extra = set(inputs) - set(TEXT_INPUTS) - {"token_type_ids"}
-    if extra:
-        raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
-    if TEXT_OUTPUT not in outputs:
-        raise _fail(name, f"graph has no output {TEXT_OUTPUT!r} (outputs: {sorted(outputs)})")
+    _check_text_names(name, {i.name for i in session.get_inputs()}, set(outputs))
     shape = outputs[TEXT_OUTPUT].shape
     if len(shape) != 2 or not _dim_ok(shape[1], manifest.dims.dim):
         raise _fail(

@@ -97,24 +97,25 @@ class Recommender:
         )
 
         ue_file = data.graph_files["user_encoder"]
-        self._user = create_session(
-            data.graph_bytes["user_encoder"], ue_file, plan.requested, threads
-        )
+        ue_blob = data.graph_bytes["user_encoder"]
+        self._user = create_session(ue_blob, ue_file, plan.requested, threads)
         self.device = active_device(self._user, plan, ue_file)
         precision = data.precision
         if self.device == "cpu" and precision == "fp16" and not precision_fixed:
             for alt in ("int8", "fp32"):
                 if alt in m.graphs["user_encoder"]:
                     precision, ue_file = alt, m.graphs["user_encoder"][alt]
-                    blob = read_verified(data.root, ue_file, m.files[ue_file])
-                    check_onnx(blob, ue_file)
-                    self._user = create_session(blob, ue_file, [CPU], threads)
+                    ue_blob = read_verified(data.root, ue_file, m.files[ue_file])
+                    check_onnx(ue_blob, ue_file)
+                    self._user = create_session(ue_blob, ue_file, [CPU], threads)
                     break
         self.precision = precision
-        # int8 graphs quantize activations dynamically, with ranges taken over the whole
-        # input: in a padded batch one history's vector would depend on the others'. So
-        # they encode one history per run, and a batch answers exactly like single calls.
-        self._encode_batch = 1 if precision == "int8" else _ENCODE_BATCH
+        # A dynamically quantized user encoder (older bundles' int8 variant; export now
+        # keeps it fp32, see edgerec.export.pipeline) takes activation ranges over the whole input: in a padded batch
+        # one history's vector would depend on the others'. Such graphs encode one
+        # history per run, so a batch answers exactly like single calls.
+        quantized = check_onnx(ue_blob, ue_file).metadata.get("precision") == "int8"
+        self._encode_batch = 1 if quantized else _ENCODE_BATCH
         self.graph_files = {"user_encoder": ue_file}
         self._table_input = check_user_encoder(self._user, ue_file, m)
         table_shape = next(
@@ -314,7 +315,7 @@ class Recommender:
             u, g, a = self._encode_chunk(cat, preps[start : start + step], width)
             users.append(u)
             gates.append(g)
-            atts.append(a if step > 1 else np.pad(a, ((0, 0), (0, width - a.shape[1]))))
+            atts.append(a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1]))))
         if len(users) == 1:
             return users[0], gates[0], atts[0]
         return np.concatenate(users), np.concatenate(gates), np.concatenate(atts)

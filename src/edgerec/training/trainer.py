@@ -58,12 +58,12 @@ def resolve_device(name: str):
 
 
 def cpu_threads(requested: int, world: int) -> int:
-    """Threads per process. The LSTM's small matrix products gain little from extra
-    threads and lose a lot when other processes compete for the cores (threads spin on
-    each other), so auto uses half the cores, shared among the processes."""
+    """Threads per process: auto shares the cores among the processes. On an idle 2-core
+    machine 2 threads ran an ML-100K epoch in 0.8 min against 1.3 min with one; on a
+    machine shared with other jobs, pass fewer (threads spinning on a busy core lose)."""
     if requested > 0:
         return requested
-    return max(1, (os.cpu_count() or 1) // (2 * max(world, 1)))
+    return max(1, (os.cpu_count() or 1) // max(world, 1))
 
 
 def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
