@@ -36,7 +36,9 @@ def render(dataset: str, lines: list[dict]) -> str:
     out = [
         f"# Ablations on {dataset}\n",
         "Same configuration and seeds for every row; only the named component is dropped.",
-        "Mean over seeds (n = seeds); times are wall minutes on a shared 2-core machine.\n",
+        "Mean over seeds (n = seeds); times are wall minutes on a 2-core machine shared with",
+        "other jobs (they vary with the load, not with the variant). Rows 'full, X' are the",
+        "full model with one non-default option.\n",
         "| variant | n | valid NDCG@10 | valid HR@10 | test NDCG@10 | test HR@10 | train min |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -62,8 +64,9 @@ def render(dataset: str, lines: list[dict]) -> str:
             "grouped by the session position of the history's last event (`session_start`:",
             "it opens a session; `strong_session`: position >= 4 with >= 3 of the last 4",
             "events in the session's intent category) or of the target event.\n",
-            "| seed | session_start | strong_session | next_starts_session | next_deep_in_session | all |",
-            "|---|---|---|---|---|---|",
+            "| variant | seed | session_start | strong_session | next_starts_session "
+            "| next_deep_in_session | all |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in gates:
             g = r["gate"]
@@ -77,7 +80,7 @@ def render(dataset: str, lines: list[dict]) -> str:
                     "all",
                 )
             )
-            out.append(f"| {r['seed']} | {cells} |")
+            out.append(f"| {r['name']} | {r['seed']} | {cells} |")
     return "\n".join(out) + "\n"
 
 

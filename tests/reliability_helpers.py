@@ -114,10 +114,33 @@ def answer(rec, kind: str, kwargs: dict):
     return (e.gate, tuple((x.item_id, x.score, x.drivers) for x in e.items), e.events)
 
 
+def _stderr(proc) -> str:
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def kill_when(proc, ready, timeout: float = 240) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; fail if it ended first."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            # (the message reads stderr only once the process has ended)
+            assert proc.poll() is None, f"ended before it could be killed: {_stderr(proc)}"
+            assert time.monotonic() < deadline, "never reached the point to kill at"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def kill_export_midway(run: Path, target: Path, options: str = "") -> None:
     """Start ``export_bundle(run, target, <options>)`` in a subprocess and ``kill -9`` it
     while its temporary bundle directory is being filled (checked to exist)."""
-    import signal
     import subprocess
     import sys
     import time
@@ -134,16 +157,8 @@ def kill_export_midway(run: Path, target: Path, options: str = "") -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
     )
-    try:
-        deadline = time.monotonic() + 240
-        for line in proc.stdout:
-            if line.startswith("exporting the user encoder") or time.monotonic() > deadline:
-                break
-        assert proc.poll() is None, "export finished before it could be killed"
-        assert list(target.parent.glob(f".{target.name}.tmp-*")), "no temporary bundle dir"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:  # the temporary directory exists once the graphs are written
+        if line.startswith("exporting the user encoder") or time.monotonic() > deadline:
+            break
+    kill_when(proc, lambda: bool(list(target.parent.glob(f".{target.name}.tmp-*"))), timeout=30)

@@ -131,6 +131,51 @@ def test_scalar_gate_is_one_weight_per_user():
     torch.testing.assert_close(enc.user, (g * enc.long + (1 - g) * enc.short) * temp)
 
 
+def test_gate_context_feeds_the_gap_before_the_last_event_to_the_gate():
+    model = make_model(gate_context=True)
+    items, behaviours, gaps, lengths = random_inputs()
+    seen = {}
+    hook = model.user.gate[0].register_forward_hook(lambda m, args, out: seen.update(x=args[0]))
+    model.encode_users(items, behaviours, gaps, lengths)
+    hook.remove()
+    d = model.cfg.dim
+    last_gap = gaps[torch.arange(len(lengths)), lengths - 1]
+    torch.testing.assert_close(seen["x"][:, 2 * d :], model.user.gap_emb(last_gap))
+
+
+def test_gate_context_exports_with_parity(tmp_path):
+    import onnxruntime as ort
+
+    from edgerec.export.onnx_user import export_user_encoder
+    from edgerec.features import N_GAP_BUCKETS
+
+    model = make_model(gate_context=True)
+    table = model.items().detach().numpy()
+    export_user_encoder(
+        model,
+        tmp_path / "u.onnx",
+        item_table=table,
+        n_behaviours=model.cfg.n_behaviours,
+        n_gap_buckets=N_GAP_BUCKETS,
+        opset=18,
+        ir_version=9,
+    )
+    session = ort.InferenceSession(str(tmp_path / "u.onnx"), providers=["CPUExecutionProvider"])
+    items, behaviours, gaps, lengths = random_inputs()
+    feeds = {
+        "items": items.numpy(),
+        "behaviours": behaviours.numpy(),
+        "gaps": gaps.numpy(),
+        "lengths": lengths.numpy(),
+        "item_table": table,
+    }
+    user, gate, _ = session.run(None, feeds)
+    with torch.no_grad():
+        enc = model.encode_users(items, behaviours, gaps, lengths)
+    np.testing.assert_allclose(user, enc.user.numpy(), atol=1e-4)
+    np.testing.assert_allclose(gate, enc.gate.numpy(), atol=1e-5)
+
+
 def test_configs_written_before_the_gate_options_load_as_before():
     old = ModelConfig().to_dict()
     del old["gate"], old["short_term"]

@@ -19,14 +19,12 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import kill_export_midway, real_run
+from reliability_helpers import kill_export_midway, kill_when, real_run
 
 from edgerec.errors import BundleError
 from edgerec.io import atomic_directory, atomic_write_bytes
@@ -91,22 +89,6 @@ def _start(*args: str) -> subprocess.Popen:
     )
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
-    """SIGKILL ``proc`` as soon as ``ready()`` holds; fail if it ended first."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, f"ended before it could be killed: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "never reached the point to kill at"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-
-
 def _state(run: Path) -> dict | None:
     try:
         return json.loads((run / "checkpoint" / "state.json").read_text())
@@ -137,7 +119,7 @@ def test_kill_9_mid_training_then_resume_keeps_finished_epochs_and_quality(
 ):
     run = tmp_path / "run"
     proc = _start(*TRAIN, "--out", str(run))
-    _kill_when(proc, lambda: (s := _state(run)) is not None and s["epoch"] >= 1)
+    kill_when(proc, lambda: (s := _state(run)) is not None and s["epoch"] >= 1)
     before = _state(run)
     assert before is not None and not (run / "metrics.json").exists()
 
@@ -155,11 +137,46 @@ def test_kill_9_before_the_first_checkpoint_then_resume_trains_from_the_start(
 ):
     run = tmp_path / "run"
     proc = _start(*TRAIN, "--out", str(run))
-    _kill_when(proc, lambda: (run / "config.json").is_file())
+    kill_when(proc, lambda: (run / "config.json").is_file())
     assert _state(run) is None
     code, err = _main(capsys, "train", "--resume", str(run), "-q")
     assert code == 0, err
     _assert_same_quality(json.loads((run / "metrics.json").read_text()), reference)
+
+
+def _kill_between_swap_renames(target: Path) -> Path:
+    """What atomic_directory leaves when killed after its first rename: no target, the
+    previous version in .NAME.old-*/prev, maybe a half-written .NAME.tmp-*."""
+    old = target.parent / f".{target.name}.old-x"
+    old.mkdir()
+    os.replace(target, old / "prev")
+    (target.parent / f".{target.name}.tmp-y").mkdir()
+    return old / "prev"
+
+
+def test_a_bundle_swap_killed_between_its_renames_still_loads_the_previous_bundle(tmp_path):
+    from reliability_helpers import copy_bundle
+
+    from edgerec.runtime import Recommender
+
+    bundle = copy_bundle(tmp_path / "bundle")
+    reference = Recommender.load(bundle, threads=1).recommend([1, 2, 3], k=5).item_ids
+    _kill_between_swap_renames(bundle)
+    with pytest.warns(UserWarning, match="loading the previous bundle"):
+        rec = Recommender.load(bundle, threads=1)
+    assert rec.recommend([1, 2, 3], k=5).item_ids == reference
+
+
+def test_the_next_directory_write_puts_an_interrupted_swap_back_first(tmp_path):
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "v").write_text("previous")
+    _kill_between_swap_renames(target)
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "v").write_text("new, but the export fails")
+        raise RuntimeError("parity gate failed")
+    assert (target / "v").read_text() == "previous"
+    assert not list(tmp_path.glob(".bundle.old-*"))
 
 
 def test_kill_9_during_a_first_export_leaves_nothing_at_the_target(tmp_path):

@@ -110,6 +110,7 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(target)  # an earlier swap killed between its renames: undo it first
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import stat
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,8 +328,27 @@ def bundle_root(path: object) -> Path:
     except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop ...
         raise BundleError(f"{str(path)[:200]!r}: cannot open the bundle directory ({e})") from None
     if not is_dir:
-        raise BundleError(f"{root}: not a bundle directory")
+        previous = interrupted_swap(root)
+        if previous is None:
+            raise BundleError(f"{root}: not a bundle directory")
+        warnings.warn(
+            f"{root} is missing: an export was killed while swapping bundles; loading the "
+            f"previous bundle from {previous} (the next export puts it back in place)",
+            stacklevel=3,
+        )
+        root = previous
     return root
+
+
+def interrupted_swap(root: Path) -> Path | None:
+    """The complete previous bundle a kill between the two renames of a bundle swap left
+    in ``.NAME.old-*/prev`` (``edgerec.io.atomic_directory``), or None. Read only: the
+    runtime never writes next to a bundle."""
+    try:
+        olds = [p for p in root.parent.glob(f".{root.name}.old-*/prev") if p.is_dir()]
+    except OSError:
+        return None
+    return max(olds, key=lambda p: p.stat().st_mtime) if olds else None
 
 
 def read_manifest(root: Path | str) -> Manifest:

@@ -27,6 +27,7 @@ class ModelConfig:
     learn_temperature: bool = True
     gate: str = "vector"  # "scalar": one long/short weight per user; "vector": per dimension
     short_term: str = "bidirectional"  # "window": built only from the last W events
+    gate_context: bool = False  # the gate also reads the last event's time-gap embedding
     ablate: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:

@@ -13,7 +13,8 @@ no ``pack_padded_sequence`` is needed (it does not export to ONNX cleanly).
   - short-term interest: the last ``window`` outputs (see ``short_term`` in the config);
   - a learned gate g = sigmoid(MLP[long; short]) fuses them: u = g*long + (1-g)*short,
     either one weight per user (``gate="scalar"``: the gate then says directly how much
-    the long-term interest drove the recommendation) or one per dimension (``"vector"``).
+    the long-term interest drove the recommendation) or one per dimension (``"vector"``);
+    with ``gate_context`` the MLP also reads the time gap before the last event.
 
 Score = u . v_item / temperature. Auxiliary heads predict the next event's behaviour and
 the next item's categories (from the short-term vector) and the user's category
@@ -101,7 +102,10 @@ class UserTower(nn.Module):
         # older history; "bidirectional": both directions plus the forward end state.
         self.short_out = nn.Linear((2 if cfg.short_term == "window" else 3) * h, d)
         gate_out = 1 if cfg.gate == "scalar" else d
-        self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, gate_out))
+        # gate_context: the time gap before the last event tells the gate whether the
+        # history ends inside a session (trust the recent window) or opens a new one
+        gate_in = (3 if cfg.gate_context else 2) * d
+        self.gate = nn.Sequential(nn.Linear(gate_in, d), nn.ReLU(), nn.Linear(d, gate_out))
 
     def forward(
         self,
@@ -143,7 +147,11 @@ class UserTower(nn.Module):
         elif "short" in self.cfg.ablate:
             gate = torch.ones_like(long)
         else:  # (B, d) per-dimension gate, or (B, 1) one weight per user
-            gate = torch.sigmoid(self.gate(torch.cat([long, short], dim=-1)))
+            feats = [long, short]
+            if self.cfg.gate_context:
+                last = (lengths - 1).clamp(min=0).unsqueeze(1)
+                feats.append(self.gap_emb(gaps.gather(1, last).squeeze(1)))
+            gate = torch.sigmoid(self.gate(torch.cat(feats, dim=-1)))
         user = gate * long + (1.0 - gate) * short
         return UserEncoding(user, gate.mean(dim=-1), long, short, weights)
 
