@@ -114,17 +114,11 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def describe(overrides: dict) -> str:
-    """Settings that differ from the defaults; ``overrides`` may be a record (which holds
-    its full configuration, so rows stay right when the defaults change) or a plain
-    overrides dict."""
-    if "config" in overrides:
-        overrides = changed_settings(overrides["config"])
-    elif "overrides" in overrides:
-        overrides = overrides["overrides"]
-    parts = [
-        f"{k}={v}" for scope in ("model", "train") for k, v in overrides.get(scope, {}).items()
-    ]
+def describe(record: dict) -> str:
+    """A results line's settings that differ from today's defaults, from its full
+    configuration (so rows stay right when the defaults change)."""
+    changed = changed_settings(record["config"])
+    parts = [f"{k}={v}" for scope in ("model", "train") for k, v in changed[scope].items()]
     return ", ".join(parts) if parts else "defaults"
 
 

@@ -162,3 +162,17 @@ def kill_export_midway(run: Path, target: Path, options: str = "") -> None:
         if line.startswith("exporting the user encoder") or time.monotonic() > deadline:
             break
     kill_when(proc, lambda: bool(list(target.parent.glob(f".{target.name}.tmp-*"))), timeout=30)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``edgerec ARGS`` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from edgerec.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

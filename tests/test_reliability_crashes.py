@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import kill_export_midway, kill_when, real_run
+from reliability_helpers import kill_export_midway, kill_when, real_run, run_cli
 
 from edgerec.errors import BundleError
 from edgerec.io import atomic_directory, atomic_write_bytes
@@ -67,16 +67,9 @@ TRAIN = [
 
 
 def _main(capsys, *args: str) -> tuple[int, str]:
-    """``edgerec ARGS`` in this process (no interpreter start-up): (exit code, stderr)."""
-    from edgerec.cli import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    """``edgerec ARGS`` in this process: (exit code, stderr)."""
+    code, _, err = run_cli(capsys, *args)
+    return code, err
 
 
 def _start(*args: str) -> subprocess.Popen:

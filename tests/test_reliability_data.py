@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from reliability_helpers import run_cli
 
 from edgerec.data import leave_one_out, load_dataset
 from edgerec.data.tables import MAX_FIELD_CHARS
@@ -356,19 +357,6 @@ def test_items_with_an_empty_optional_text_column_are_kept(tmp_path):
 # --- the CLI -------------------------------------------------------------------------------
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from edgerec.cli import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize(
     ("files", "fmt", "columns", "fragments"),
     [case[1:] for case in ERRORS],
@@ -379,7 +367,7 @@ def test_cli_reports_unusable_data_in_one_line_and_exits_2(
 ):
     root = _write(tmp_path / "data", files)
     args = ["data", "info", "-d", fmt, "--data-dir", str(root), "--json"]
-    code, _, err = _cli(capsys, *args, *(["--columns", columns] if columns else []))
+    code, _, err = run_cli(capsys, *args, *(["--columns", columns] if columns else []))
     assert code == 2, err
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: ") and fragments[-1] in lines[-1], err
@@ -391,7 +379,7 @@ def test_cli_reports_dropped_rows_as_warnings(tmp_path, capsys, case):
     _, files, fmt, columns, reason, count, _, _ = case
     root = _write(tmp_path / "data", files)
     args = ["data", "info", "-d", fmt, "--data-dir", str(root), "--json"]
-    code, out, err = _cli(capsys, *args, *(["--columns", columns] if columns else []))
+    code, out, err = run_cli(capsys, *args, *(["--columns", columns] if columns else []))
     assert code == 0, err
     assert "warning: dropped" in err and reason in err, err
     assert "Traceback" not in err
@@ -400,14 +388,14 @@ def test_cli_reports_dropped_rows_as_warnings(tmp_path, capsys, case):
 
 def test_cli_strict_mode_turns_a_skip_into_exit_2(tmp_path, capsys):
     root = _write(tmp_path / "data", {"events.csv": GOOD + f"u0,{HUGE[:200_000]},5\n"})
-    code, _, err = _cli(capsys, "data", "info", "-d", "csv", "--data-dir", str(root), "--strict")
+    code, _, err = run_cli(capsys, "data", "info", "-d", "csv", "--data-dir", str(root), "--strict")
     assert code == 2 and err.startswith("error: ") and "line 14" in err
 
 
 def test_cli_train_refuses_bad_data_before_training(tmp_path, capsys):
     root = _write(tmp_path / "data", {"events.csv": GOOD + "u0,i1,inf\n"})
     run = tmp_path / "run"
-    code, _, err = _cli(
+    code, _, err = run_cli(
         capsys, "train", "-d", "csv", "--data-dir", str(root), "--out", str(run), "-q"
     )
     assert code == 2 and err.startswith("error: ") and "'inf'" in err

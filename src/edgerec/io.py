@@ -77,24 +77,32 @@ def _json_default(obj: object):
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+def interrupted_swap(target: Path | str) -> Path | None:
+    """The complete previous version of a missing ``target`` that a kill between the two
+    renames of ``atomic_directory`` left in ``.NAME.old-*/prev`` (the newest), or None.
+    Never a ``.NAME.tmp-*`` directory, which may be half written."""
+    target = Path(target).absolute()
+    if target.exists():
+        return None
+    try:
+        olds = [p for p in target.parent.glob(f".{target.name}.old-*/prev") if p.is_dir()]
+        return max(olds, key=lambda p: p.stat().st_mtime) if olds else None
+    except OSError:
+        return None
+
+
 def recover_directory(target: Path | str) -> bool:
     """Put the previous version of ``target`` back if a kill hit ``atomic_directory``
     between its two renames (``target`` missing, ``.NAME.old-*/prev`` present).
 
-    Returns whether something was restored. Only a complete previous version is used,
-    never a ``.NAME.tmp-*`` directory, which may be half written.
+    Returns whether something was restored.
     """
     target = Path(target).absolute()
-    if target.exists():
+    previous = interrupted_swap(target)
+    if previous is None:
         return False
-    olds = sorted(
-        (p for p in target.parent.glob(f".{target.name}.old-*/prev") if p.is_dir()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not olds:
-        return False
-    os.replace(olds[-1], target)
-    shutil.rmtree(olds[-1].parent, ignore_errors=True)
+    os.replace(previous, target)
+    shutil.rmtree(previous.parent, ignore_errors=True)
     _fsync_dir(target.parent)
     return True
 

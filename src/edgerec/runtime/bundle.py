@@ -27,6 +27,7 @@ import numpy as np
 
 from edgerec.errors import BundleError
 from edgerec.features import N_GAP_BUCKETS
+from edgerec.io import interrupted_swap
 from edgerec.runtime.onnxproto import OnnxSummary, ProtoError, scan_model
 
 FORMAT = "edgerec-bundle"
@@ -328,7 +329,7 @@ def bundle_root(path: object) -> Path:
     except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop ...
         raise BundleError(f"{str(path)[:200]!r}: cannot open the bundle directory ({e})") from None
     if not is_dir:
-        previous = interrupted_swap(root)
+        previous = interrupted_swap(root)  # read only: the runtime never writes near a bundle
         if previous is None:
             raise BundleError(f"{root}: not a bundle directory")
         warnings.warn(
@@ -338,17 +339,6 @@ def bundle_root(path: object) -> Path:
         )
         root = previous
     return root
-
-
-def interrupted_swap(root: Path) -> Path | None:
-    """The complete previous bundle a kill between the two renames of a bundle swap left
-    in ``.NAME.old-*/prev`` (``edgerec.io.atomic_directory``), or None. Read only: the
-    runtime never writes next to a bundle."""
-    try:
-        olds = [p for p in root.parent.glob(f".{root.name}.old-*/prev") if p.is_dir()]
-    except OSError:
-        return None
-    return max(olds, key=lambda p: p.stat().st_mtime) if olds else None
 
 
 def read_manifest(root: Path | str) -> Manifest:
@@ -583,6 +573,7 @@ class BundleData:
     item_ids: ItemIds
     graph_bytes: Mapping[str, bytes]  # role -> ONNX bytes of the chosen precision
     graph_files: Mapping[str, str]  # role -> file name
+    graph_metadata: Mapping[str, Mapping[str, str]]  # file name -> metadata_props, every variant
     tokenizer_json: str | None
 
 
@@ -694,6 +685,7 @@ def load_bundle(
         item_ids=item_ids,
         graph_bytes=MappingProxyType({r: contents[f] for r, f in graph_files.items()}),
         graph_files=MappingProxyType(graph_files),
+        graph_metadata=MappingProxyType({f: s.metadata for f, (_, s) in summaries.items()}),
         tokenizer_json=tokenizer_json,
     )
 

@@ -97,24 +97,26 @@ class Recommender:
         )
 
         ue_file = data.graph_files["user_encoder"]
-        ue_blob = data.graph_bytes["user_encoder"]
-        self._user = create_session(ue_blob, ue_file, plan.requested, threads)
+        self._user = create_session(
+            data.graph_bytes["user_encoder"], ue_file, plan.requested, threads
+        )
         self.device = active_device(self._user, plan, ue_file)
         precision = data.precision
         if self.device == "cpu" and precision == "fp16" and not precision_fixed:
             for alt in ("int8", "fp32"):
                 if alt in m.graphs["user_encoder"]:
                     precision, ue_file = alt, m.graphs["user_encoder"][alt]
-                    ue_blob = read_verified(data.root, ue_file, m.files[ue_file])
-                    check_onnx(ue_blob, ue_file)
-                    self._user = create_session(ue_blob, ue_file, [CPU], threads)
+                    blob = read_verified(data.root, ue_file, m.files[ue_file])
+                    check_onnx(blob, ue_file)
+                    self._user = create_session(blob, ue_file, [CPU], threads)
                     break
         self.precision = precision
         # A dynamically quantized user encoder (older bundles' int8 variant; export now
-        # keeps it fp32, see edgerec.export.pipeline) takes activation ranges over the whole input: in a padded batch
-        # one history's vector would depend on the others'. Such graphs encode one
-        # history per run, so a batch answers exactly like single calls.
-        quantized = check_onnx(ue_blob, ue_file).metadata.get("precision") == "int8"
+        # keeps it fp32, see edgerec.export.pipeline) takes activation ranges over the
+        # whole input: in a padded batch one history's vector would depend on the
+        # others'. Such graphs encode one history per run, so a batch answers exactly
+        # like single calls.
+        quantized = data.graph_metadata[ue_file].get("precision") == "int8"
         self._encode_batch = 1 if quantized else _ENCODE_BATCH
         self.graph_files = {"user_encoder": ue_file}
         self._table_input = check_user_encoder(self._user, ue_file, m)
