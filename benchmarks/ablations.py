@@ -38,7 +38,12 @@ def render(dataset: str, lines: list[dict]) -> str:
         "Same configuration and seeds for every row; only the named component is dropped.",
         "Mean over seeds (n = seeds); times are wall minutes on a 2-core machine shared with",
         "other jobs (they vary with the load, not with the variant). Rows 'full, X' are the",
-        "full model with one non-default option.\n",
+        "full model with non-default options: `window` = short_term=window; `disjoint` =",
+        "window + long_term=before_window; `request_time` = the gate reads the time from",
+        "the last event to the request; `scalar` = gate=scalar; `last-gap gate` = an earlier",
+        "option (gate_context) that read the gap before the last event, replaced by",
+        "request_time. Which horizon drives the fused vector, per group of requests:",
+        "`gate_synthetic.md`.\n",
         "| variant | n | valid NDCG@10 | valid HR@10 | test NDCG@10 | test HR@10 | train min |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -65,18 +70,19 @@ def render(dataset: str, lines: list[dict]) -> str:
             "it opens a session; `strong_session`: position >= 4 with >= 3 of the last 4",
             "events in the session's intent category) or of the target event.\n",
             "| variant | seed | session_start | strong_session | next_starts_session "
-            "| next_deep_in_session | all |",
-            "|---|---|---|---|---|---|---|",
+            "| next_deep_in_session | strong_session_continues | all |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in gates:
             g = r["gate"]
             cells = " | ".join(
-                f"{g[k]['mean_gate']:.3f} (n={g[k]['n']})"
+                f"{g[k]['mean_gate']:.3f} (n={g[k]['n']})" if k in g else "-"
                 for k in (
                     "session_start",
                     "strong_session",
                     "next_starts_session",
                     "next_deep_in_session",
+                    "strong_session_continues",
                     "all",
                 )
             )
@@ -91,6 +97,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", nargs="*", default=None, help="run only these variants")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="model.X=V / train.X=V")
+    ap.add_argument("--label", default=None, help="row name suffix, e.g. 'short_term=window'")
     ap.add_argument("--out-root", type=Path, default=Path("runs/ablations"))
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
@@ -115,7 +122,7 @@ def main() -> None:
             for seed in args.seeds:
                 slug_name = name.replace(" ", "-")
                 rec = run_one(ds, slug_name, overrides, seed, args.out_root / slug, source)
-                rec["name"] = name
+                rec["name"] = f"{name}, {args.label}" if args.label else name
                 if ds.ground_truth is not None and not ablate:
                     run = load_run(rec["run_dir"])
                     rec["gate"] = gate_by_session_position(

@@ -77,10 +77,16 @@ def tiny_text_encoder(folder: Path | str) -> Path:
 
 
 def make_tiny_run(
-    run_dir: Path | str, *, epochs: int = 1, text_encoder: str = "minilm", **world
+    run_dir: Path | str,
+    *,
+    epochs: int = 1,
+    text_encoder: str = "minilm",
+    model: dict | None = None,
+    **world,
 ) -> Path:
     """A finished training run directory (config, catalog, weights, metrics).
 
+    ``model``: ModelConfig values on top of ``TINY_MODEL``.
     ``text_encoder``: "minilm" (the real default encoder) or "tiny" (``tiny_text_encoder``,
     saved next to the run), for tests where export time matters more than realism.
     """
@@ -96,7 +102,7 @@ def make_tiny_run(
     train(
         tiny_dataset(**world),
         run_dir,
-        ModelConfig(**TINY_MODEL),
+        ModelConfig(**{**TINY_MODEL, **(model or {})}),
         TrainConfig(**{**TINY_TRAIN, "epochs": epochs, "text_encoder": encoder}),
         progress=False,
     )

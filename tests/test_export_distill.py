@@ -130,9 +130,7 @@ def test_distilled_int8_only_bundle_passes_the_gate_and_ships_only_int8(distille
     assert manifest["parity"]["user_encoder"]["max_abs_user"] <= 1e-4
     assert manifest["parity"]["text_encoder"]["max_abs_item_vector"] <= 1e-4
     assert "fp32" in manifest["quality"] and "ndcg@10_drop_vs_fp32" in manifest["quality"]["int8"]
-    meta = {
-        p.key: p.value for p in onnx.load(str(bundle / "user_encoder.onnx")).metadata_props
-    }
+    meta = {p.key: p.value for p in onnx.load(str(bundle / "user_encoder.onnx")).metadata_props}
     assert json.loads(meta["hidden"]) == 24
     assert "(reference, not shipped)" in (bundle / "README.md").read_text()
 

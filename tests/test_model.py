@@ -131,49 +131,32 @@ def test_scalar_gate_is_one_weight_per_user():
     torch.testing.assert_close(enc.user, (g * enc.long + (1 - g) * enc.short) * temp)
 
 
-def test_gate_context_feeds_the_gap_before_the_last_event_to_the_gate():
-    model = make_model(gate_context=True)
+def test_request_time_feeds_the_request_time_gap_to_the_gate():
+    model = make_model(request_time=True).eval()
     items, behaviours, gaps, lengths = random_inputs()
+    request = torch.tensor([3, 20, 0, 25, 9])
     seen = {}
     hook = model.user.gate[0].register_forward_hook(lambda m, args, out: seen.update(x=args[0]))
-    model.encode_users(items, behaviours, gaps, lengths)
-    hook.remove()
-    d = model.cfg.dim
-    last_gap = gaps[torch.arange(len(lengths)), lengths - 1]
-    torch.testing.assert_close(seen["x"][:, 2 * d :], model.user.gap_emb(last_gap))
-
-
-def test_gate_context_exports_with_parity(tmp_path):
-    import onnxruntime as ort
-
-    from edgerec.export.onnx_user import export_user_encoder
-    from edgerec.features import N_GAP_BUCKETS
-
-    model = make_model(gate_context=True)
-    table = model.items().detach().numpy()
-    export_user_encoder(
-        model,
-        tmp_path / "u.onnx",
-        item_table=table,
-        n_behaviours=model.cfg.n_behaviours,
-        n_gap_buckets=N_GAP_BUCKETS,
-        opset=18,
-        ir_version=9,
-    )
-    session = ort.InferenceSession(str(tmp_path / "u.onnx"), providers=["CPUExecutionProvider"])
-    items, behaviours, gaps, lengths = random_inputs()
-    feeds = {
-        "items": items.numpy(),
-        "behaviours": behaviours.numpy(),
-        "gaps": gaps.numpy(),
-        "lengths": lengths.numpy(),
-        "item_table": table,
-    }
-    user, gate, _ = session.run(None, feeds)
     with torch.no_grad():
-        enc = model.encode_users(items, behaviours, gaps, lengths)
-    np.testing.assert_allclose(user, enc.user.numpy(), atol=1e-4)
-    np.testing.assert_allclose(gate, enc.gate.numpy(), atol=1e-5)
+        a = model.encode_users(items, behaviours, gaps, lengths, request_gaps=request)
+        d = model.cfg.dim
+        torch.testing.assert_close(seen["x"][:, 2 * d :], model.user.gap_emb(request))
+        unknown = model.encode_users(items, behaviours, gaps, lengths)
+    hook.remove()
+    assert (a.gate - unknown.gate).abs()[[0, 1, 3, 4]].min() > 0  # the time moves the gate
+    torch.testing.assert_close(a.gate[2], unknown.gate[2])  # bucket 0 is "unknown"
+
+
+def test_training_batches_carry_the_gap_from_the_last_event_to_the_target(tiny):
+    from edgerec.features import request_gap_buckets
+
+    ds, split = tiny
+    s = training_samples(split)
+    batch = BatchBuilder(ds, split, s, max_len=10)(np.arange(0, len(s), 7))
+    ts = split.sequences.timestamps
+    ends = s.end[np.arange(0, len(s), 7)]
+    np.testing.assert_array_equal(batch.request_gaps, request_gap_buckets(ts[ends - 1], ts[ends]))
+    assert (batch.request_gaps >= 2).all()
 
 
 def test_configs_written_before_the_gate_options_load_as_before():
@@ -388,9 +371,14 @@ def test_gate_diagnostics_group_histories_by_the_generators_sessions():
         def items(self):
             return torch.zeros(31, 4)
 
-        def encode_users(self, items, behaviours, gaps, lengths, item_table=None):
+        use_request = False
+
+        def encode_users(
+            self, items, behaviours, gaps, lengths, item_table=None, request_gaps=None
+        ):
             last_gap = gaps.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)
-            gate = (last_gap >= 15).float()  # log2(1 + seconds) >= 13: hours, not minutes
+            gap = request_gaps if self.use_request else last_gap
+            gate = (gap >= 15).float()  # log2(1 + seconds) >= 13: hours, not minutes
             z = torch.zeros(len(lengths), 4)
             return UserEncoding(z, gate, z, z, torch.zeros_like(items, dtype=torch.float))
 
@@ -399,3 +387,39 @@ def test_gate_diagnostics_group_histories_by_the_generators_sessions():
     assert report["session_start"]["mean_gate"] == 1.0
     assert report["strong_session"]["mean_gate"] == 0.0
     assert report["all"]["n"] == 2 * ds.n_users
+    # a gate reading the request time: the request's own session position
+    model = GapGate()
+    model.use_request = True
+    report = gate_by_session_position(model, ds, split, max_len=20)
+    assert report["next_starts_session"]["mean_gate"] == 1.0
+    assert report["strong_session_continues"]["n"] > 0
+    assert report["strong_session_continues"]["mean_gate"] == 0.0
+
+
+def test_disjoint_horizons_keep_the_recent_window_out_of_the_long_term_vector():
+    model = make_model(long_term="before_window", short_term="window").eval()
+    items, beh, gaps, lengths = random_inputs(B=4, L=9)
+    lengths[:] = 9
+    items = torch.randint(1, 41, (4, 9), generator=torch.Generator().manual_seed(1))
+    changed = items.clone()
+    changed[:, -model.cfg.window :] = torch.randint(1, 41, (4, model.cfg.window))
+    with torch.no_grad():
+        a = model.encode_users(items, beh, gaps, lengths)
+        b = model.encode_users(changed, beh, gaps, lengths)
+        torch.testing.assert_close(a.long, b.long)
+        assert (a.short - b.short).abs().max() > 1e-3  # the window is the short-term input
+        changed_old = items.clone()
+        changed_old[:, 0] = changed_old[:, 0] % 40 + 1
+        c = model.encode_users(changed_old, beh, gaps, lengths)
+        torch.testing.assert_close(a.short, c.short)  # and older events are not
+        assert (a.long - c.long).abs().max() > 1e-4
+
+
+def test_runs_of_the_replaced_gate_context_option_refuse_to_load_instead_of_changing_meaning():
+    from edgerec.errors import EdgerecError
+
+    old = ModelConfig().to_dict()
+    del old["request_time"]
+    assert ModelConfig.from_dict({**old, "gate_context": False}).request_time is False
+    with pytest.raises(EdgerecError, match="gate_context"):
+        ModelConfig.from_dict({**old, "gate_context": True})

@@ -80,28 +80,34 @@ def test_int8_scorer_is_exact_whatever_the_stored_dtype(k, dtype):
     exact = cat.vectors(np.arange(cat.n_rows))
     users = np.random.default_rng(2).standard_normal((8, 16)).astype(np.float32)
     users[0] *= 40  # a long user vector: large quantization steps
-    check_against_brute(cat, Int8Scorer(cat, threads=1), users, excluded_sets(cat, 8, 3), k, exact)
+    scorer = Int8Scorer(cat, threads=1)
+    check_against_brute(cat, scorer, users, excluded_sets(cat, 8, 3), k, exact)
 
 
 def test_int8_scorer_exact_on_a_catalog_large_enough_for_block_maxima():
     cat = catalog(n=140_000, dim=8, seed=6).deactivate(np.arange(1, 5000))
     users = np.random.default_rng(3).standard_normal((3, 8)).astype(np.float32)
     excl = excluded_sets(cat, 3, 4)
-    check_against_brute(cat, Int8Scorer(cat, threads=1), users, excl, 10, cat.matrix)
+    scorer = Int8Scorer(cat, threads=1)
+    check_against_brute(cat, scorer, users, excl, 10, cat.matrix)
 
 
-def test_int8_shortlist_error_never_exceeds_its_bound():
-    cat = catalog(n=5000, dim=32, seed=4)
+@pytest.mark.parametrize("dim", [32, 24, 64])
+def test_int8_shortlist_error_never_exceeds_its_bound(dim):
+    cat = catalog(n=5000, dim=dim, seed=4)
     scorer = Int8Scorer(cat, threads=1)
     exact = cat.vectors(np.arange(cat.n_rows))
     rng = np.random.default_rng(9)
     for scale in (0.01, 1.0, 100.0):
-        users = (rng.standard_normal((4, 32)) * scale).astype(np.float32)
+        users = (rng.standard_normal((4, dim)) * scale).astype(np.float32)
+        users[0, : dim // 2] *= 50  # a batch mate with a far wider range
         approx = scorer._approx(users).copy()
         for u, a in zip(users, approx, strict=True):
             err = np.abs(a - exact @ u).max()
-            assert err <= scorer.error_bound(u)
-            assert scorer.error_bound(u) < 0.2 * np.abs(exact @ u).max()  # and it is useful
+            assert err <= scorer.error_bound(u, users)
+        # and the bound is useful: well below the scores of a user quantized alone
+        u = users[1]
+        assert scorer.error_bound(u, users[1:2]) < 0.2 * np.abs(exact @ u).max()
 
 
 def test_int8_scorer_with_ties_matches_brute_force():
@@ -110,7 +116,17 @@ def test_int8_scorer_with_ties_matches_brute_force():
     m[100:140] = m[50]  # 41 identical rows: scores tie exactly
     tied = Catalog.create(m, None, list(range(2000)), [None] * 2000, cat.popularity, "int")
     u = m[50][None, :].copy()
-    check_against_brute(tied, Int8Scorer(tied, threads=1), u, [np.zeros(0, np.int64)], 20, m)
+    scorer = Int8Scorer(tied, threads=1)
+    check_against_brute(tied, scorer, u, [np.zeros(0, np.int64)], 20, m)
+
+
+def test_int8_batch_with_one_long_user_vector_still_gives_exact_top_k_to_the_others():
+    """DynamicQuantizeMatMul quantizes a batch with one range: the bound must use it."""
+    cat = catalog(n=20_000, dim=16, seed=11)
+    users = np.random.default_rng(5).standard_normal((4, 16)).astype(np.float32) * 0.05
+    users[0] *= 400
+    excl = [np.zeros(0, np.int64)] * 4
+    check_against_brute(cat, Int8Scorer(cat, threads=1), users, excl, 10, cat.matrix)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

@@ -200,7 +200,7 @@ def test_real_minilm_text_embeddings_fill_the_item_tower(tmp_path):
     assert float(run.model.items.text_embeddings[0].abs().sum()) == 0.0
 
 
-def test_cli_trains_and_evaluates_a_synthetic_run(tmp_path):
+def test_cli_trains_and_evaluates_a_synthetic_run_with_the_gate_options(tmp_path):
     from typer.testing import CliRunner
 
     from edgerec.cli import app
@@ -228,6 +228,11 @@ def test_cli_trains_and_evaluates_a_synthetic_run(tmp_path):
         "1",
         "--text-encoder",
         "random",
+        "--gate",
+        "scalar",
+        "--request-time",
+        "--short-term",
+        "window",
         "--quiet",
         "--json",
         "--out",
@@ -237,6 +242,12 @@ def test_cli_trains_and_evaluates_a_synthetic_run(tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert set(printed["test"]) == METRIC_KEYS
+    model_cfg = json.loads((out / "config.json").read_text())["model"]
+    assert (model_cfg["gate"], model_cfg["request_time"], model_cfg["short_term"]) == (
+        "scalar",
+        True,
+        "window",
+    )
     assert (out / "model.safetensors").is_file()
     ev = CliRunner().invoke(app, ["evaluate", "--run", str(out), "--json"])
     assert ev.exit_code == 0, ev.output

@@ -32,6 +32,16 @@ def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+def request_gap_buckets(last_timestamps: np.ndarray, request_times: np.ndarray) -> np.ndarray:
+    """Bucket of the time from each history's last event to its request (same scale as
+    ``gap_buckets``; a request before the last event counts as 0 s): a few minutes says
+    the request continues a session, days say it opens a new one."""
+    last = np.asarray(last_timestamps, dtype=np.int64)
+    now = np.asarray(request_times, dtype=np.int64)
+    gaps = np.maximum(now - last, 0).astype(np.float64)
+    return 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
+
+
 def pad_histories(
     items: list[np.ndarray],
     behaviours: list[np.ndarray],

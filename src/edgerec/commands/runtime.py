@@ -45,6 +45,9 @@ def recommend(
         None, help="Comma-separated behaviour per event (e.g. ratings 4,5,3)."
     ),
     timestamps: str = typer.Option(None, help="Comma-separated event times in seconds."),
+    now: float = typer.Option(
+        None, help="Request time in seconds (bundles trained with --request-time read it)."
+    ),
     exclude: str = typer.Option(None, help="Comma-separated ids never to return."),
     candidates: str = typer.Option(None, help="Comma-separated ids to rank (only these)."),
     keep_seen: bool = typer.Option(False, "--keep-seen", help="Allow items of the history."),
@@ -77,6 +80,7 @@ def recommend(
         candidates=_split(candidates),
         exclude=_split(exclude),
         strict=strict,
+        now=now,
     )
     if as_json:
         out = result.to_dict()

@@ -24,6 +24,20 @@ def train(
     max_len: int = typer.Option(None, help="Events of history the model reads."),
     window: int = typer.Option(None, help="Short-term window W (latest events)."),
     dropout: float = typer.Option(None, help="Dropout on the event inputs."),
+    gate: str = typer.Option(
+        None, help="vector (one long/short weight per dimension) or scalar (one per user)."
+    ),
+    short_term: str = typer.Option(
+        None, help="bidirectional (window of Bi-LSTM outputs) or window (only the last W events)."
+    ),
+    long_term: str = typer.Option(
+        None, help="all (attention over every output) or before_window (older events only)."
+    ),
+    request_time: bool = typer.Option(
+        None,
+        "--request-time/--no-request-time",
+        help="The gate also reads the time from the last event to the request (runtime now=).",
+    ),
     lr: float = typer.Option(None, help="Peak learning rate (AdamW)."),
     batch_size: int = typer.Option(None, help="Training samples per step (per process)."),
     weight_decay: float = typer.Option(None, help="AdamW weight decay."),
@@ -103,6 +117,10 @@ def train(
             (mcfg, "max_len", max_len),
             (mcfg, "window", window),
             (mcfg, "dropout", dropout),
+            (mcfg, "gate", gate),
+            (mcfg, "short_term", short_term),
+            (mcfg, "long_term", long_term),
+            (mcfg, "request_time", request_time),
             (tcfg, "epochs", epochs),
             (tcfg, "lr", lr),
             (tcfg, "batch_size", batch_size),

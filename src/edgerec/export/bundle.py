@@ -19,6 +19,7 @@ from edgerec.errors import BundleError
 from edgerec.export.config import (
     FORMAT,
     FORMAT_VERSION,
+    REQUEST_INPUT,
     TEXT_INPUTS,
     TEXT_OUTPUTS,
     USER_INPUTS,
@@ -241,6 +242,8 @@ def verify_bundle(bundle: Path | str) -> dict:
             expected_in = dict(spec[0])
             if role == "user_encoder" and manifest.get("user_encoder_table") != "input":
                 expected_in.pop("item_table")
+            if role == "user_encoder" and manifest.get("request_time"):
+                expected_in[REQUEST_INPUT] = ("batch",)
             if set(inputs) != set(expected_in) or set(outputs) != set(spec[1]):
                 raise BundleError(
                     f"{name}: interface {sorted(inputs)} -> {sorted(outputs)} differs from "

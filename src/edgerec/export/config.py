@@ -35,6 +35,9 @@ USER_INPUTS = {
     "lengths": ("batch",),
     "item_table": ("n_rows", "dim"),
 }
+# only in graphs of models whose gate reads the request time (ModelConfig.request_time):
+# gap bucket from each history's last event to the request, 0 = unknown
+REQUEST_INPUT = "request_gaps"
 USER_OUTPUTS = {
     "user": ("batch", "dim"),
     "gate": ("batch",),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.errors import ParityError
-from edgerec.export.config import TEXT_INPUTS
+from edgerec.export.config import REQUEST_INPUT, TEXT_INPUTS
 from edgerec.export.onnx_text import TextTower, encode_torch, tokenize
 
 
@@ -42,17 +42,22 @@ def _mask_history(scores: np.ndarray, split, stage: str, users: np.ndarray) -> N
     scores[rows, items] = -np.inf
 
 
-def run_user_graph(sess, items, behaviours, gaps, lengths, item_table) -> list[np.ndarray]:
-    return sess.run(
-        None,
-        {
-            "items": items,
-            "behaviours": behaviours,
-            "gaps": gaps,
-            "lengths": lengths,
-            "item_table": item_table,
-        },
-    )
+def run_user_graph(
+    sess, items, behaviours, gaps, lengths, item_table, request_gaps=None
+) -> list[np.ndarray]:
+    """Outputs of a user-encoder session; ``request_gaps`` is fed to graphs that take it."""
+    feeds = {
+        "items": items,
+        "behaviours": behaviours,
+        "gaps": gaps,
+        "lengths": lengths,
+        "item_table": item_table,
+    }
+    if any(i.name == REQUEST_INPUT for i in sess.get_inputs()):
+        feeds[REQUEST_INPUT] = (
+            np.zeros(len(lengths), np.int64) if request_gaps is None else request_gaps
+        )
+    return sess.run(None, feeds)
 
 
 def user_parity(
@@ -76,7 +81,7 @@ def user_parity(
     """
     import torch
 
-    from edgerec.training.inputs import stage_inputs
+    from edgerec.training.inputs import stage_inputs, stage_request_gaps
 
     sess = session(graph)
     table_t = torch.from_numpy(item_table)
@@ -88,15 +93,20 @@ def user_parity(
         for start in range(0, len(run_users), batch_size):
             batch = run_users[start : start + batch_size]
             inputs = stage_inputs(split, batch, stage, width)
+            request = stage_request_gaps(split, batch, stage)
             with torch.inference_mode():
-                enc = model.encode_users(*(torch.from_numpy(a) for a in inputs), item_table=table_t)
+                enc = model.encode_users(
+                    *(torch.from_numpy(a) for a in inputs),
+                    item_table=table_t,
+                    request_gaps=torch.from_numpy(request),
+                )
             ref = {
                 "user": enc.user.numpy(),
                 "gate": enc.gate.numpy(),
                 "attention": enc.attention.numpy(),
             }
             try:
-                outputs = run_user_graph(sess, *inputs, item_table)
+                outputs = run_user_graph(sess, *inputs, item_table, request)
             except Exception as e:  # onnxruntime raises its own types for shape errors
                 raise ParityError(
                     f"{Path(graph).name} fails on histories of shape {inputs[0].shape}: {e}"

@@ -292,6 +292,7 @@ def export_bundle(
             default_precision=cfg.default_precision,
             graphs=graphs,
             user_encoder_table="input",
+            request_time=bool(mcfg.request_time),  # the user encoder takes request_gaps
             item_matrix=item_matrix,
             item_ids=bundle_files.ITEM_IDS,
             popularity=bundle_files.POPULARITY,

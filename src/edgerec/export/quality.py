@@ -19,7 +19,7 @@ from edgerec.export.parity import run_user_graph, session
 
 
 def bundle_scorer(bundle: Path, manifest: dict, precision: str, split, *, threads: int = 2):
-    from edgerec.training.inputs import stage_inputs
+    from edgerec.training.inputs import stage_inputs, stage_request_gaps
 
     sess = session(bundle / manifest["graphs"]["user_encoder"][precision], threads)
     items = load_item_matrix(bundle, manifest["item_matrix"])
@@ -27,7 +27,8 @@ def bundle_scorer(bundle: Path, manifest: dict, precision: str, split, *, thread
 
     def scorer(users: np.ndarray, stage: str) -> np.ndarray:
         inputs = stage_inputs(split, users, stage, max_len)
-        user = run_user_graph(sess, *inputs, items)[0]
+        request = stage_request_gaps(split, users, stage)
+        user = run_user_graph(sess, *inputs, items, request)[0]
         return user @ items.T
 
     return scorer
@@ -57,8 +58,14 @@ def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threa
             histories.append([ids[i - 1] for i in seq.items[s:e]])
             behaviours.append([vocab[b] for b in seq.behaviours[s:e]])
             timestamps.append(seq.timestamps[s:e].tolist())
+        now = seq.timestamps[ends].tolist()  # the request: when the held-out event happened
         results = rec.recommend_batch(
-            histories, k=n, exclude_seen=False, behaviours=behaviours, timestamps=timestamps
+            histories,
+            k=n,
+            exclude_seen=False,
+            behaviours=behaviours,
+            timestamps=timestamps,
+            now=now,
         )
         scores = np.full((len(users), n + 1), -np.inf, dtype=np.float32)
         for row, recs in enumerate(results):

@@ -79,6 +79,7 @@ class Manifest:
     default_precision: str
     graphs: Mapping[str, Mapping[str, str]]
     user_encoder_table: str
+    request_time: bool  # the user encoder takes request_gaps (its gate reads the time)
     item_matrix: ItemMatrixSpec
     item_ids: str
     popularity: str
@@ -214,6 +215,9 @@ def parse_manifest(obj: object) -> Manifest:
         raise _fail(
             MANIFEST, f"user_encoder_table must be 'input' or 'initializer', got {table_mode!r}"
         )
+    request_time = obj.get("request_time", False)  # bundles before the option: False
+    if not isinstance(request_time, bool):
+        raise _fail(MANIFEST, f"request_time must be true or false, got {request_time!r}")
 
     im = _req(obj, "item_matrix", dict)
     dtype = _req(im, "dtype", str, f"{MANIFEST} item_matrix")
@@ -267,6 +271,7 @@ def parse_manifest(obj: object) -> Manifest:
         default_precision=default_precision,
         graphs=MappingProxyType(graphs),
         user_encoder_table=table_mode,
+        request_time=request_time,
         item_matrix=item_matrix,
         item_ids=check_name(_req(obj, "item_ids", str), "item_ids"),
         popularity=check_name(_req(obj, "popularity", str), "popularity"),
@@ -511,6 +516,16 @@ def check_graph_interface(summary: OnnxSummary, name: str, role: str, manifest: 
                 raise _fail(name, "input 'item_table' is not float32")
             rank2_with_dim(table, "input 'item_table'")
             allowed.add("item_table")
+        if manifest.request_time != (REQUEST_INPUT in inputs):
+            raise _fail(
+                name,
+                f"manifest says request_time = {str(manifest.request_time).lower()} but the "
+                f"graph {'lacks' if manifest.request_time else 'takes'} a {REQUEST_INPUT} input",
+            )
+        if REQUEST_INPUT in inputs:
+            if inputs[REQUEST_INPUT].elem_type != _ONNX_INT64:
+                raise _fail(name, f"input {REQUEST_INPUT!r} is not int64")
+            allowed.add(REQUEST_INPUT)
         extra = set(inputs) - allowed
         if extra:
             raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
@@ -694,6 +709,7 @@ def load_bundle(
 
 USER_INPUTS = ("items", "behaviours", "gaps", "lengths")
 USER_OUTPUTS = ("user", "gate", "attention")
+REQUEST_INPUT = "request_gaps"  # optional: graphs whose gate reads the request time
 TEXT_INPUTS = ("input_ids", "attention_mask")
 TEXT_OUTPUT = "item_vector"
 
@@ -731,7 +747,11 @@ def check_user_encoder(session, name: str, manifest: Manifest) -> bool:
             )
     elif "item_table" in inputs:
         raise _fail(name, "graph takes an item_table input but the manifest says 'initializer'")
-    extra = set(inputs) - set(USER_INPUTS) - {"item_table"}
+    if REQUEST_INPUT in inputs and inputs[REQUEST_INPUT].type != "tensor(int64)":
+        raise _fail(
+            name, f"input {REQUEST_INPUT!r} is {inputs[REQUEST_INPUT].type}, expected tensor(int64)"
+        )
+    extra = set(inputs) - set(USER_INPUTS) - {"item_table", REQUEST_INPUT}
     if extra:
         raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
     for key in USER_OUTPUTS:

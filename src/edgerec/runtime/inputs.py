@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgerec.errors import UnknownItemError
+from edgerec.features import GAP_PAD, request_gap_buckets
 from edgerec.runtime.catalog import Catalog
 
 MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
@@ -246,6 +247,7 @@ class Prepared:
     seen: np.ndarray  # rows of every known event of the history (may repeat)
     unknown: tuple  # unknown ids as given, in order
     n_events: int
+    request_gap: int = GAP_PAD  # bucket of the time from the last event to ``now``
 
 
 def prepare(
@@ -257,8 +259,13 @@ def prepare(
     max_len: int,
     strict: bool,
     encodable_rows: int | None = None,
+    now: object = None,
 ) -> Prepared:
     """Validate one history and keep its latest ``max_len`` known events.
+
+    ``now``: the request time (seconds, same clock as ``timestamps``); with timestamps
+    it gives the gap from the last event read to the request, which a model whose gate
+    reads the request time uses (unknown without either).
 
     ``encodable_rows``: rows at or beyond it (items added after export) cannot be read by
     a user encoder whose item table is baked in; such events are dropped from its input.
@@ -268,6 +275,7 @@ def prepare(
     rows, unknown_pos = lookup(values, catalog, "history")
     beh = behaviour_map.indices(behaviours, n)
     ts = timestamps_array(timestamps, n)
+    request = None if now is None else request_time(now)
     if not unknown_pos and encodable_rows is None:  # every id known: slices, no masks
         start = max(0, n - max_len)
         return Prepared(
@@ -278,6 +286,7 @@ def prepare(
             seen=rows,
             unknown=(),
             n_events=n,
+            request_gap=_request_gap(ts, n, request, timestamps is not None),
         )
     unknown = tuple(values[i] for i in unknown_pos)
     if unknown and strict:
@@ -287,12 +296,32 @@ def prepare(
     if encodable_rows is not None:
         known &= rows < encodable_rows
     positions = np.flatnonzero(known)[-max_len:]
+    kept_ts = ts[positions]
     return Prepared(
         rows=rows[positions],
         behaviours=beh[positions],
-        timestamps=ts[positions],
+        timestamps=kept_ts,
         positions=positions,
         seen=seen,
         unknown=unknown,
         n_events=n,
+        request_gap=_request_gap(kept_ts, len(positions), request, timestamps is not None),
     )
+
+
+def request_time(now: object) -> int:
+    """``now`` as whole seconds, or ``ValueError`` naming it."""
+    if isinstance(now, bool | np.bool_) or not isinstance(now, numbers.Real):
+        raise ValueError(f"now: expected seconds as int or float, got {type(now).__name__}")
+    f = float(now)
+    if not math.isfinite(f):
+        raise ValueError(f"now is {f}: the request time must be finite seconds")
+    if abs(f) >= _TS_LIMIT:
+        raise ValueError(f"now = {now} is out of range (|t| < 2**62 seconds)")
+    return int(math.floor(f)) if isinstance(now, float | np.floating) else int(now)
+
+
+def _request_gap(ts: np.ndarray, n: int, now: int | None, has_times: bool) -> int:
+    if now is None or not has_times or n == 0:
+        return GAP_PAD
+    return int(request_gap_buckets(ts[n - 1 : n], np.array([now]))[0])

@@ -118,3 +118,25 @@ def active_device(session: ort.InferenceSession, plan: ProviderPlan, name: str) 
             "CUDA/cuDNN libraries were found; use providers='cpu' or 'auto'"
         )
     return "cuda" if on_cuda else "cpu"
+
+
+def fast_run(session: ort.InferenceSession):
+    """``session.run`` without the Python wrapper's per-call checks, on CPU sessions.
+
+    ``InferenceSession.run`` re-validates the feed names, graph-capture settings and
+    OrtValue ownership on every call before calling its C++ binding: ~25 us at one
+    history per request, a tenth of a whole ``recommend`` (``benchmarks/
+    runtime_latency.py``). The runtime's feeds are numpy arrays under names checked
+    once at load (``check_user_encoder``), so on a CPU-only session it calls the binding
+    directly. Sessions on other providers keep the wrapper, whose error handling can
+    fall back from a failing execution provider; so does any onnxruntime whose wrapper
+    lacks the binding attribute.
+    """
+    binding = getattr(getattr(session, "_sess", None), "run", None)
+    if binding is None or list(session.get_providers()) != [CPU]:
+        return session.run
+
+    def run(output_names: list[str], feeds: dict) -> list:
+        return binding(output_names, feeds, None)
+
+    return run

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from edgerec.errors import BundleError, EdgerecError, UnknownItemError
 from edgerec.features import gap_buckets
 from edgerec.runtime import inputs as I
 from edgerec.runtime.bundle import (
+    REQUEST_INPUT,
     BundleData,
     Manifest,
     check_onnx,
@@ -34,6 +35,7 @@ from edgerec.runtime.providers import (
     ProviderPlan,
     active_device,
     create_session,
+    fast_run,
     plan_providers,
 )
 from edgerec.runtime.results import (
@@ -49,10 +51,11 @@ from edgerec.runtime.scoring import Int8Scorer, NumpyScorer, OrtTopKScorer, top_
 from edgerec.runtime.tokenize import TextTokenizer
 
 SCORINGS = ("auto", "numpy", "int8", "ort-topk")
-INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as the int8 path
+INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as a quantized path
 _ENCODE_BATCH = 256  # histories per user-encoder run
 _TEXT_BATCH = 64  # texts per text-encoder run
 _EMPTY = np.zeros(0, dtype=np.int64)
+_USER_OUTPUTS = ["user", "gate", "attention"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -127,6 +130,9 @@ class Recommender:
             table_shape[0] if table_shape and isinstance(table_shape[0], int) else None
         )
         self._encodable = None if self._table_input else m.dims.n_items + 1
+        self._direct_table = self.device == "cpu" and self._static_table is None
+        self._request_input = any(i.name == REQUEST_INPUT for i in self._user.get_inputs())
+        self._run_user = fast_run(self._user)
         self.providers: tuple[str, ...] = tuple(self._user.get_providers())
 
         self._text = None
@@ -296,7 +302,9 @@ class Recommender:
 
     # --- encoding ---------------------------------------------------------------------
 
-    def _prepare(self, cat: Catalog, history, behaviours, timestamps, strict: bool) -> I.Prepared:
+    def _prepare(
+        self, cat: Catalog, history, behaviours, timestamps, strict: bool, now=None
+    ) -> I.Prepared:
         return I.prepare(
             history,
             behaviours,
@@ -306,6 +314,7 @@ class Recommender:
             self.manifest.dims.max_len,
             strict,
             self._encodable,
+            now,
         )
 
     def _encode(self, cat: Catalog, preps: list[I.Prepared]):
@@ -324,11 +333,12 @@ class Recommender:
 
     def _encode_chunk(self, cat: Catalog, preps: list[I.Prepared], width: int):
         b = len(preps)
-        lengths = np.fromiter((len(p.rows) for p in preps), np.int64, count=b)
         if b == 1:
             p = preps[0]
             rows, beh, ts = p.rows[None, :], p.behaviours[None, :], p.timestamps[None, :]
+            lengths = np.array([rows.shape[1]], np.int64)
         else:
+            lengths = np.fromiter((len(p.rows) for p in preps), np.int64, count=b)
             rows = np.zeros((b, width), np.int64)
             beh = np.zeros((b, width), np.int64)
             ts = np.zeros((b, width), np.int64)
@@ -342,35 +352,41 @@ class Recommender:
         else:
             gaps = gap_buckets(ts, lengths)
         feeds = {"behaviours": beh, "gaps": gaps, "lengths": lengths}
-        if self._table_input:
-            # a compact table of just the rows these histories read, one per event: the
-            # graph only gathers from it, so this equals passing the whole matrix (which
-            # may be int8 or float16 here, or a million rows) at a fraction of the cost
-            if b == 1 and self._static_table is None:  # one history: no padding at all
-                n_used = rows.shape[1]
-                table = np.empty((n_used + 1, cat.dim), np.float32)
-                table[0] = 0.0
-                table[1:] = cat.vectors(rows[0])
-                feeds["items"] = self._positions[:, 1 : n_used + 1]
-                feeds["item_table"] = table
-            else:
-                valid = rows > 0
-                n_used = int(np.count_nonzero(valid))
-                table_rows = n_used + 1 if self._static_table is None else self._static_table
-                if table_rows < n_used + 1:
-                    raise EdgerecError(
-                        "this bundle's user encoder has a fixed-size item table; encode "
-                        "fewer histories per call"
-                    )
-                table = np.zeros((table_rows, cat.dim), np.float32)
-                table[1 : n_used + 1] = cat.vectors(rows[valid])
-                local = np.zeros(rows.shape, np.int64)
-                local[valid] = np.arange(1, n_used + 1)
-                feeds["items"] = local
-                feeds["item_table"] = table
-        else:
+        if self._request_input:
+            feeds[REQUEST_INPUT] = np.array([p.request_gap for p in preps], np.int64)
+        if not self._table_input:
             feeds["items"] = rows
-        user, gate, att = self._user.run(["user", "gate", "attention"], feeds)
+        elif self._direct_table and cat.scale is None and cat.matrix.dtype == np.float32:
+            # on CPU onnxruntime reads a float32 numpy input in place: the catalog
+            # matrix goes in as it is (any size), and the graph gathers the history rows
+            feeds["items"] = rows
+            feeds["item_table"] = cat.matrix
+        elif b == 1 and self._static_table is None:
+            # a compact table of just the rows this history reads (the matrix may be
+            # int8 or float16 here, or on a device): equal to passing the whole matrix,
+            # since the graph only gathers from it
+            n_used = rows.shape[1]
+            table = np.empty((n_used + 1, cat.dim), np.float32)
+            table[0] = 0.0
+            table[1:] = cat.vectors(rows[0])
+            feeds["items"] = self._positions[:, 1 : n_used + 1]
+            feeds["item_table"] = table
+        else:
+            valid = rows > 0
+            n_used = int(np.count_nonzero(valid))
+            table_rows = n_used + 1 if self._static_table is None else self._static_table
+            if table_rows < n_used + 1:
+                raise EdgerecError(
+                    "this bundle's user encoder has a fixed-size item table; encode "
+                    "fewer histories per call"
+                )
+            table = np.zeros((table_rows, cat.dim), np.float32)
+            table[1 : n_used + 1] = cat.vectors(rows[valid])
+            local = np.zeros(rows.shape, np.int64)
+            local[valid] = np.arange(1, n_used + 1)
+            feeds["items"] = local
+            feeds["item_table"] = table
+        user, gate, att = self._run_user(_USER_OUTPUTS, feeds)
         if not np.isfinite(user).all():
             raise EdgerecError("the user encoder produced non-finite user vectors")
         return user, gate.reshape(-1), att
@@ -402,6 +418,7 @@ class Recommender:
         candidates=None,
         exclude=None,
         strict: bool = False,
+        now=None,
     ) -> RecommendationList:
         """The ``k`` best next items for one history, best first.
 
@@ -417,13 +434,33 @@ class Recommender:
           NaN/inf timestamps or wrong types raise ``ValueError`` naming the argument.
         - ``candidates``: only rank these ids; ``exclude``: never return these ids
           (unknown ids in either are ignored). ``exclude_seen`` drops history items.
+        - ``now``: the request time in seconds on the clock of ``timestamps``. Bundles
+          whose gate reads it (``request_time`` models) lean long-term when the request
+          opens a new session and short-term inside one; without ``now`` or timestamps
+          they treat the time as unknown. Other bundles ignore it.
         """
         k = I.check_k(k)
         exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
         strict = I.check_flag(strict, "strict")
         state = self._state_ref
-        prep = self._prepare(state.catalog, history, behaviours, timestamps, strict)
-        return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
+        prep = self._prepare(state.catalog, history, behaviours, timestamps, strict, now)
+        if candidates is not None or exclude is not None or not len(prep.rows):
+            return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
+        # the common request, without the batch bookkeeping of _recommend (same answer)
+        cat = state.catalog
+        users, gates, _ = self._encode_chunk(cat, [prep], len(prep.rows))
+        ((rows, scores),) = state.scorer.topk(users, k, [prep.seen if exclude_seen else _EMPTY])
+        ids, titles = cat.ids, cat.titles
+        return RecommendationList(
+            [
+                Recommendation(ids[r], s, titles[r])
+                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+            ],
+            gate=float(gates[0]),
+            unknown_items=prep.unknown,
+            n_events=prep.n_events,
+            n_used=len(prep.rows),
+        )
 
     def recommend_batch(
         self,
@@ -435,11 +472,13 @@ class Recommender:
         candidates=None,
         exclude=None,
         strict: bool = False,
+        now=None,
     ) -> list[RecommendationList]:
         """``recommend`` for many histories in one pass (same rules, same answers).
 
         ``behaviours``/``timestamps`` are None or one sequence per history (each may be
-        None); ``candidates``/``exclude`` apply to every history.
+        None); ``now`` is None, one time for all or one per history;
+        ``candidates``/``exclude`` apply to every history.
         """
         k = I.check_k(k)
         exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
@@ -459,6 +498,8 @@ class Recommender:
 
         behs = per_user(behaviours, "behaviours")
         tss = per_user(timestamps, "timestamps")
+        per_history = isinstance(now, Iterable) and not isinstance(now, str | bytes)
+        nows = per_user(now, "now") if per_history else [now] * n
         state = self._state_ref
         # bounds on what one call may hold: the histories read, and the answers returned
         if n * min(k, state.catalog.n_active) > I.MAX_RESULTS:
@@ -470,7 +511,7 @@ class Recommender:
         events = 0
         for i, h in enumerate(hist):
             try:
-                preps.append(self._prepare(state.catalog, h, behs[i], tss[i], strict))
+                preps.append(self._prepare(state.catalog, h, behs[i], tss[i], strict, nows[i]))
             except UnknownItemError:
                 raise
             except ValueError as e:
@@ -564,7 +605,7 @@ class Recommender:
     # --- user vectors and explanations ------------------------------------------------
 
     def user_vector(
-        self, history, behaviours=None, timestamps=None, strict: bool = False
+        self, history, behaviours=None, timestamps=None, strict: bool = False, now=None
     ) -> UserVector:
         """``(vector, gate)``: score an item yourself as ``item_vector @ vector``.
 
@@ -572,7 +613,7 @@ class Recommender:
         """
         strict = I.check_flag(strict, "strict")
         cat = self._state_ref.catalog
-        prep = self._prepare(cat, history, behaviours, timestamps, strict)
+        prep = self._prepare(cat, history, behaviours, timestamps, strict, now)
         if not len(prep.rows):
             raise ValueError("history has no known item; there is no user vector for it")
         users, gates, _ = self._encode(cat, [prep])
@@ -587,6 +628,7 @@ class Recommender:
         exclude_seen: bool = True,
         strict: bool = False,
         n_drivers: int = 3,
+        now=None,
     ) -> Explanation:
         """Why these recommendations: the gate (which horizon dominated), the long-term
         attention over the events read, and for each recommended item the history events
@@ -597,7 +639,7 @@ class Recommender:
         strict = I.check_flag(strict, "strict")
         state = self._state_ref
         cat = state.catalog
-        prep = self._prepare(cat, history, behaviours, timestamps, strict)
+        prep = self._prepare(cat, history, behaviours, timestamps, strict, now)
         recs = self._recommend(state, [prep], k, exclude_seen, None, None)[0]
         if not len(prep.rows):
             items = tuple(ItemExplanation(r.item_id, r.title, r.score, ()) for r in recs)

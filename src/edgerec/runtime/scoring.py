@@ -258,10 +258,16 @@ class Int8Scorer:
         self._session.run_with_iobinding(io)
         return buf
 
-    def error_bound(self, user: np.ndarray) -> float:
-        """Largest possible |shortlist score - exact score| of any row for ``user``."""
+    def error_bound(self, user: np.ndarray, batch: np.ndarray | None = None) -> float:
+        """Largest possible |shortlist score - exact score| of any row for ``user``.
+
+        ``batch``: the user vectors that went through the shortlist graph together.
+        DynamicQuantizeMatMul quantizes its whole input with one range, so a user's
+        step depends on its batch mates (a long vector in the batch coarsens everyone's).
+        """
         max_err, max_l1, max_err2, max_l2 = self._errors
-        step = (max(0.0, float(user.max())) - min(0.0, float(user.min()))) / 255.0
+        span = user if batch is None else batch  # asymmetric uint8 over the whole input
+        step = (max(0.0, float(span.max())) - min(0.0, float(span.min()))) / 255.0
         l1 = float(np.abs(user).sum())
         l2 = float(np.sqrt((user * user).sum()))
         by_l1 = max_err * l1 + max_l1 * step
@@ -303,7 +309,7 @@ class Int8Scorer:
                     exact = np.concatenate([exact, sd[cd]])
                 if exact.shape[0] >= kk:
                     kth = np.partition(exact, exact.shape[0] - kk)[exact.shape[0] - kk]
-                    floor = kth - self.error_bound(u)
+                    floor = kth - self.error_bound(u, block)
                     more = blocks.at_least(floor) if blocks else np.flatnonzero(sa >= floor)
                 else:  # fewer eligible rows than k in the shortlist: take them all
                     more = np.flatnonzero(np.isfinite(sa))

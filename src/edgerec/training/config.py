@@ -27,7 +27,8 @@ class ModelConfig:
     learn_temperature: bool = True
     gate: str = "vector"  # "scalar": one long/short weight per user; "vector": per dimension
     short_term: str = "bidirectional"  # "window": built only from the last W events
-    gate_context: bool = False  # the gate also reads the last event's time-gap embedding
+    request_time: bool = False  # the gate also reads the time from the last event to the request
+    long_term: str = "all"  # "before_window": only forward outputs older than the window
     ablate: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -42,6 +43,16 @@ class ModelConfig:
         values["ablate"] = tuple(values.get("ablate", ()))
         values.setdefault("gate", "vector")  # configs written before the options existed
         values.setdefault("short_term", "bidirectional")
+        values.setdefault("long_term", "all")
+        if d.get("gate_context"):
+            # an option of earlier versions whose gate read the gap before the last event;
+            # the request-time gate replaced it, and its weights mean something else
+            from edgerec.errors import EdgerecError
+
+            raise EdgerecError(
+                "this model was trained with gate_context (a gate reading the gap before "
+                "the last event), which this version replaced by request_time; retrain it"
+            )
         return cls(**values)
 
 

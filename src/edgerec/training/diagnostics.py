@@ -13,24 +13,37 @@ import numpy as np
 
 from edgerec.data.schema import Dataset
 from edgerec.data.split import LeaveOneOut
-from edgerec.training.inputs import stage_inputs
+from edgerec.training.inputs import stage_inputs, stage_request_gaps
 
 
 def user_gates(
     model, split: LeaveOneOut, users: np.ndarray, stage: str, max_len: int, device="cpu"
 ):
-    """Gate value of each user's ``stage`` history (numpy, in [0, 1])."""
+    """Gate value of each user's ``stage`` history (numpy, in [0, 1]) and the share of the
+    short-term term in the fused vector, ``|(1-g)*short| / (|g*long| + |(1-g)*short|)``.
+
+    The share is what says which horizon drove the vector: the gate alone is not
+    identifiable (scaling ``long`` up and the gate down gives the same user vector).
+    """
     import torch
 
     model.eval()
-    out = []
+    gates, shares = [], []
     with torch.no_grad():
         table = model.items().to(device)
         for i in range(0, len(users), 512):
             arrays = stage_inputs(split, users[i : i + 512], stage, max_len)
             t = [torch.from_numpy(a).to(device) for a in arrays]
-            out.append(model.encode_users(*t, item_table=table).gate.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+            rgaps = torch.from_numpy(stage_request_gaps(split, users[i : i + 512], stage))
+            enc = model.encode_users(*t, item_table=table, request_gaps=rgaps.to(device))
+            gates.append(enc.gate.float().cpu().numpy())
+            g = enc.gates if enc.gates is not None else enc.gate.unsqueeze(1)
+            long_part = (g * enc.long).norm(dim=1)
+            short_part = ((1 - g) * enc.short).norm(dim=1)
+            shares.append((short_part / (long_part + short_part).clamp(min=1e-12)).cpu().numpy())
+    if not gates:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(gates), np.concatenate(shares)
 
 
 def gate_by_session_position(
@@ -40,7 +53,10 @@ def gate_by_session_position(
 
     ``session_start``: the history's last event opens a session; ``strong_session``:
     it is at position >= ``deep`` of a session and at least 3 of the last 4 events are
-    of the session's intent category. Uses the valid and test histories of every user.
+    of the session's intent category. ``next_starts_session``: the request (the target
+    event) opens a new session; ``strong_session_continues``: ``strong_session`` and the
+    request continues that session. A model that knows the request time (``request_time``)
+    can tell the last two apart. Uses the valid and test histories of every user.
     """
     truth = dataset.ground_truth
     if truth is None:
@@ -53,28 +69,37 @@ def gate_by_session_position(
     follows = item_cat == intent
 
     users = np.arange(seq.n_users)
-    gates, starts, strongs, next_starts, next_deep = [], [], [], [], []
+    gates, shares, starts, strongs, next_starts, next_deep, continues = ([] for _ in range(7))
     for stage in ("valid", "test"):
         last = split.history_end(stage) - 1  # CSR index of the last history event
         target = last + 1
         next_starts.append(session_pos[target] == 0)
         next_deep.append(session_pos[target] >= deep)
-        g = user_gates(model, split, users, stage, max_len, device)
+        g, share = user_gates(model, split, users, stage, max_len, device)
         recent = np.stack([follows[np.maximum(last - k, seq.offsets[:-1])] for k in range(4)])
         same_session = np.stack([session_pos[last] - k >= 0 for k in range(4)])
         strong = (session_pos[last] >= deep) & ((recent & same_session).sum(0) >= 3)
         gates.append(g)
+        shares.append(share)
         starts.append(session_pos[last] == 0)
         strongs.append(strong)
+        continues.append(strong & (session_pos[target] > 0))
     g = np.concatenate(gates)
+    sh = np.concatenate(shares)
     groups = {
         "session_start": np.concatenate(starts),
         "strong_session": np.concatenate(strongs),
         "next_starts_session": np.concatenate(next_starts),
         "next_deep_in_session": np.concatenate(next_deep),
+        "strong_session_continues": np.concatenate(continues),
         "all": np.ones(len(g), dtype=bool),
     }
+    nan = float("nan")
     return {
-        name: {"n": int(m.sum()), "mean_gate": float(g[m].mean()) if m.any() else float("nan")}
+        name: {
+            "n": int(m.sum()),
+            "mean_gate": float(g[m].mean()) if m.any() else nan,
+            "short_share": float(sh[m].mean()) if m.any() else nan,
+        }
         for name, m in groups.items()
     }

@@ -16,7 +16,7 @@ from edgerec.data.schema import Dataset
 from edgerec.data.split import LeaveOneOut, leave_one_out
 from edgerec.errors import DataError
 from edgerec.training.checkpoint import RunError, load_run
-from edgerec.training.inputs import stage_inputs
+from edgerec.training.inputs import stage_inputs, stage_request_gaps
 
 
 def model_scorer(model, split: LeaveOneOut, max_len: int, device="cpu"):
@@ -38,7 +38,10 @@ def model_scorer(model, split: LeaveOneOut, max_len: int, device="cpu"):
             table = cache["table"]
             arrays = stage_inputs(split, np.asarray(users), stage, max_len)
             items, behaviours, gaps, lengths = (torch.from_numpy(a).to(device) for a in arrays)
-            enc = model.encode_users(items, behaviours, gaps, lengths, item_table=table)
+            rgaps = torch.from_numpy(stage_request_gaps(split, users, stage)).to(device)
+            enc = model.encode_users(
+                items, behaviours, gaps, lengths, item_table=table, request_gaps=rgaps
+            )
             return model.score_all(enc.user, table).float().cpu().numpy()
 
     return scorer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgerec.data.split import LeaveOneOut
-from edgerec.features import gap_buckets
+from edgerec.features import gap_buckets, request_gap_buckets
 
 
 def window_inputs(
@@ -37,3 +37,15 @@ def stage_inputs(
     return window_inputs(
         split, split.sequences.offsets[users], split.history_end(stage)[users], max_len
     )
+
+
+def request_gaps(split: LeaveOneOut, ends: np.ndarray) -> np.ndarray:
+    """Gap bucket from the last history event (``ends - 1``) to the event at ``ends``,
+    whose time is the request time of the prediction (it is known when a user asks)."""
+    ts = split.sequences.timestamps
+    ends = np.asarray(ends)
+    return request_gap_buckets(ts[ends - 1], ts[ends])
+
+
+def stage_request_gaps(split: LeaveOneOut, users: np.ndarray, stage: str) -> np.ndarray:
+    return request_gaps(split, split.history_end(stage)[np.asarray(users)])

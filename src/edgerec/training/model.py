@@ -9,12 +9,16 @@ rating) plus a time-gap bucket embedding, read by a bidirectional LSTM. The two
 directions are two LSTMs over right-padded sequences; the backward one reads each
 sequence reversed *within its own length*, so padding never reaches a real position and
 no ``pack_padded_sequence`` is needed (it does not export to ONNX cleanly).
-  - long-term interest: attention pooling over all outputs;
+  - long-term interest: attention pooling over all outputs (or, with
+    ``long_term="before_window"``, over the forward outputs older than the short-term
+    window only, so the two horizons read disjoint events);
   - short-term interest: the last ``window`` outputs (see ``short_term`` in the config);
   - a learned gate g = sigmoid(MLP[long; short]) fuses them: u = g*long + (1-g)*short,
     either one weight per user (``gate="scalar"``: the gate then says directly how much
     the long-term interest drove the recommendation) or one per dimension (``"vector"``);
-    with ``gate_context`` the MLP also reads the time gap before the last event.
+    with ``request_time`` the MLP also reads how long before the request the last event
+    was (``request_gaps``; unknown = bucket 0): whether the request continues a session
+    or opens a new one is what should decide between the horizons.
 
 Score = u . v_item / temperature. Auxiliary heads predict the next event's behaviour and
 the next item's categories (from the short-term vector) and the user's category
@@ -39,6 +43,7 @@ class UserEncoding(NamedTuple):
     long: torch.Tensor  # (B, dim)
     short: torch.Tensor  # (B, dim)
     attention: torch.Tensor  # (B, L) long-term attention over history positions
+    gates: torch.Tensor | None = None  # (B, d) or (B, 1): the gate before averaging
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -102,9 +107,9 @@ class UserTower(nn.Module):
         # older history; "bidirectional": both directions plus the forward end state.
         self.short_out = nn.Linear((2 if cfg.short_term == "window" else 3) * h, d)
         gate_out = 1 if cfg.gate == "scalar" else d
-        # gate_context: the time gap before the last event tells the gate whether the
-        # history ends inside a session (trust the recent window) or opens a new one
-        gate_in = (3 if cfg.gate_context else 2) * d
+        # request_time: the time from the last event to the request tells the gate
+        # whether the request continues a session (trust the recent window) or opens one
+        gate_in = (3 if cfg.request_time else 2) * d
         self.gate = nn.Sequential(nn.Linear(gate_in, d), nn.ReLU(), nn.Linear(d, gate_out))
 
     def forward(
@@ -113,6 +118,7 @@ class UserTower(nn.Module):
         behaviours: torch.Tensor,  # (B, L) int
         gaps: torch.Tensor,  # (B, L) int
         lengths: torch.Tensor,  # (B,) int, >= 1
+        request_gaps: torch.Tensor | None = None,  # (B,) int gap bucket, 0 = unknown
     ) -> UserEncoding:
         B, L, _ = item_vectors.shape
         pos = torch.arange(L, device=item_vectors.device).unsqueeze(0)
@@ -124,9 +130,17 @@ class UserTower(nn.Module):
         bwd = reverse_within_length(bwd_rev, lengths)
         out = torch.cat([fwd, bwd], dim=-1)  # (B, L, 2h)
 
-        scores = self.attn(out).squeeze(-1).masked_fill(~valid, float("-inf"))
+        if self.cfg.long_term == "before_window":
+            # disjoint horizons: forward outputs before the window have read nothing
+            # from it, so the long-term vector cannot carry the recent events
+            long_in = torch.cat([fwd, torch.zeros_like(bwd)], dim=-1)
+            before = (lengths - self.cfg.window).clamp(min=1).unsqueeze(1)
+            long_valid = valid & (pos < before)
+        else:
+            long_in, long_valid = out, valid
+        scores = self.attn(long_in).squeeze(-1).masked_fill(~long_valid, float("-inf"))
         weights = torch.softmax(scores, dim=1)
-        long = self.long_out((weights.unsqueeze(-1) * out).sum(dim=1))
+        long = self.long_out((weights.unsqueeze(-1) * long_in).sum(dim=1))
 
         window_start = (lengths - self.cfg.window).clamp(min=0)
         in_window = valid & (pos >= window_start.unsqueeze(1))
@@ -148,12 +162,15 @@ class UserTower(nn.Module):
             gate = torch.ones_like(long)
         else:  # (B, d) per-dimension gate, or (B, 1) one weight per user
             feats = [long, short]
-            if self.cfg.gate_context:
-                last = (lengths - 1).clamp(min=0).unsqueeze(1)
-                feats.append(self.gap_emb(gaps.gather(1, last).squeeze(1)))
+            if self.cfg.request_time:
+                if request_gaps is None:
+                    request_gaps = torch.zeros_like(lengths)
+                elif self.training:  # also learn the case without a request time
+                    request_gaps = request_gaps * (torch.rand(B, device=x.device) >= 0.2)
+                feats.append(self.gap_emb(request_gaps))
             gate = torch.sigmoid(self.gate(torch.cat(feats, dim=-1)))
         user = gate * long + (1.0 - gate) * short
-        return UserEncoding(user, gate.mean(dim=-1), long, short, weights)
+        return UserEncoding(user, gate.mean(dim=-1), long, short, weights, gate)
 
 
 class InterestModel(nn.Module):
@@ -179,11 +196,12 @@ class InterestModel(nn.Module):
         gaps: torch.Tensor,
         lengths: torch.Tensor,
         item_table: torch.Tensor | None = None,
+        request_gaps: torch.Tensor | None = None,
     ) -> UserEncoding:
         """User vectors already divided by the temperature, so scores are plain dot products."""
         vecs = self.items(items) if item_table is None else F.embedding(items, item_table)
         vecs = vecs * (items > 0).unsqueeze(-1).to(vecs.dtype)
-        enc = self.user(vecs, behaviours, gaps, lengths)
+        enc = self.user(vecs, behaviours, gaps, lengths, request_gaps)
         return enc._replace(user=enc.user * torch.exp(-self.log_temperature))
 
     def score_all(self, user: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:

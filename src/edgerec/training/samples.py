@@ -14,7 +14,7 @@ import numpy as np
 
 from edgerec.data.schema import Dataset
 from edgerec.data.split import LeaveOneOut
-from edgerec.training.inputs import window_inputs
+from edgerec.training.inputs import request_gaps, window_inputs
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Batch:
     target_categories: np.ndarray  # (B, C) float multi-hot
     user_categories: np.ndarray  # (B, C) float distribution over categories
     future_targets: np.ndarray  # (B, K) items after the target (0 = none), training part only
+    request_gaps: np.ndarray  # (B,) gap bucket from the last history event to the target
     seen: tuple[np.ndarray, np.ndarray] | None  # (row, item) of earlier items, targets excluded
 
 
@@ -118,6 +119,7 @@ class BatchBuilder:
             target_categories=self.item_categories[targets],
             user_categories=self.user_categories[s.user[index]],
             future_targets=future.astype(np.int64),
+            request_gaps=request_gaps(self.split, ends),
             seen=seen,
         )
 

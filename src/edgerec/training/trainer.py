@@ -74,6 +74,13 @@ def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         raise EdgerecError("cannot ablate both the long- and the short-term vector")
     if {"text", "id"} <= set(model_cfg.ablate):
         raise EdgerecError("cannot ablate both the text features and the ID embedding")
+    for name, value, allowed in (
+        ("gate", model_cfg.gate, ("vector", "scalar")),
+        ("short_term", model_cfg.short_term, ("bidirectional", "window")),
+        ("long_term", model_cfg.long_term, ("all", "before_window")),
+    ):
+        if value not in allowed:
+            raise EdgerecError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if train_cfg.sampled_softmax not in ("auto", "on", "off"):
         raise EdgerecError(
             f"sampled_softmax must be auto, on or off, got {train_cfg.sampled_softmax!r}"
@@ -146,13 +153,13 @@ def _train_step_module(model, train_cfg: TrainConfig, log_popularity, sampled: b
             self.register_buffer("log_popularity", log_popularity)
 
         def forward(
-            self, items, behaviours, gaps, lengths, targets, tbeh, tcat, ucat, future, seen
+            self, items, behaviours, gaps, lengths, targets, tbeh, tcat, ucat, future, seen, rgaps
         ):
             m = self.model
             rows, cols = torch.nonzero(future, as_tuple=True)
             decay = train_cfg.future_decay ** cols.to(torch.float32)
             if sampled:  # large catalogs: no seen-item masking, no full table
-                enc = m.encode_users(items, behaviours, gaps, lengths)
+                enc = m.encode_users(items, behaviours, gaps, lengths, request_gaps=rgaps)
                 n_neg = min(train_cfg.num_negatives, m.cfg.n_items)
 
                 def sampled_loss(user, tgt, reduction="mean"):
@@ -167,7 +174,9 @@ def _train_step_module(model, train_cfg: TrainConfig, log_popularity, sampled: b
                 target_vecs = m.items(targets)
             else:
                 table = m.items()
-                enc = m.encode_users(items, behaviours, gaps, lengths, item_table=table)
+                enc = m.encode_users(
+                    items, behaviours, gaps, lengths, item_table=table, request_gaps=rgaps
+                )
                 logp = L.catalog_log_probs(enc.user, table, seen)
                 ls = train_cfg.label_smoothing
                 out = {"retrieval": L.smoothed_nll(logp, targets, ls)}
@@ -577,7 +586,8 @@ def _train(
                     seen = tuple(torch.from_numpy(a).to(device) for a in b.seen)
                 tcat = torch.from_numpy(b.target_categories).to(device)
                 ucat = torch.from_numpy(b.user_categories).to(device)
-                parts = step_module(*tensors, tcat, ucat, future, seen)
+                rgaps = torch.from_numpy(b.request_gaps).to(device)
+                parts = step_module(*tensors, tcat, ucat, future, seen, rgaps)
                 loss = total_loss(parts, train_cfg, model)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
