@@ -16,6 +16,12 @@ GAP_LOG2_BUCKETS = 32  # floor(log2(1 + seconds)) clipped to 0..31 (about 68 yea
 N_GAP_BUCKETS = 2 + GAP_LOG2_BUCKETS
 
 
+def _log2_buckets(seconds: np.ndarray) -> np.ndarray:
+    """2 + floor(log2(1 + s)) clipped to the last bucket; negative gaps count as 0 s."""
+    gaps = np.maximum(seconds, 0).astype(np.float64)
+    return 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
+
+
 def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Log-scale bucket of the time since the previous event, per right-padded position."""
     ts = np.asarray(timestamps, dtype=np.int64)
@@ -23,10 +29,8 @@ def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     out = np.zeros(ts.shape, dtype=np.int64)
     if ts.shape[1] == 0:
         return out
-    gaps = np.maximum(np.diff(ts, axis=1), 0).astype(np.float64)
-    buckets = 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
     out[:, 0] = GAP_FIRST
-    out[:, 1:] = buckets
+    out[:, 1:] = _log2_buckets(np.diff(ts, axis=1))
     positions = np.arange(ts.shape[1])[None, :]
     out[positions >= lengths[:, None]] = GAP_PAD
     return out
@@ -37,9 +41,7 @@ def request_gap_buckets(last_timestamps: np.ndarray, request_times: np.ndarray) 
     ``gap_buckets``; a request before the last event counts as 0 s): a few minutes says
     the request continues a session, days say it opens a new one."""
     last = np.asarray(last_timestamps, dtype=np.int64)
-    now = np.asarray(request_times, dtype=np.int64)
-    gaps = np.maximum(now - last, 0).astype(np.float64)
-    return 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
+    return _log2_buckets(np.asarray(request_times, dtype=np.int64) - last)
 
 
 def pad_histories(
