@@ -26,6 +26,7 @@ from torch import nn
 
 from edgerec.errors import EdgerecError
 from edgerec.export.config import REQUEST_INPUT
+from edgerec.training.config import CHOICES
 
 _EPS_DEFAULT = 1e-5
 
@@ -90,13 +91,10 @@ def _lstm_weights(lstm: nn.LSTM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _check_supported(tower: nn.Module) -> None:
-    cfg = tower.cfg
-    if cfg.short_term not in ("bidirectional", "window"):
-        raise EdgerecError(f"graph builder: unknown short_term {cfg.short_term!r}")
-    if cfg.long_term not in ("all", "before_window"):
-        raise EdgerecError(f"graph builder: unknown long_term {cfg.long_term!r}")
-    if cfg.gate not in ("scalar", "vector"):
-        raise EdgerecError(f"graph builder: unknown gate {cfg.gate!r}")
+    for name, allowed in CHOICES.items():
+        value = getattr(tower.cfg, name)
+        if value not in allowed:
+            raise EdgerecError(f"graph builder: unknown {name} {value!r}")
     for name, kind in (("input_norm", nn.LayerNorm), ("lstm_fwd", nn.LSTM), ("lstm_bwd", nn.LSTM)):
         if not isinstance(getattr(tower, name, None), kind):
             raise EdgerecError(f"graph builder: UserTower.{name} is not a {kind.__name__}")

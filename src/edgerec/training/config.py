@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 ABLATIONS = ("long", "short", "text", "id", "aux")
+# the values of ModelConfig's architecture options (the trainer validates them, the ONNX
+# graph builder refuses a model outside them)
+CHOICES = {
+    "gate": ("vector", "scalar"),
+    "short_term": ("bidirectional", "window"),
+    "long_term": ("all", "before_window"),
+}
 
 
 @dataclass

@@ -34,7 +34,7 @@ from edgerec.training.checkpoint import (
     save_weights,
     write_run_files,
 )
-from edgerec.training.config import ABLATIONS, ModelConfig, TrainConfig
+from edgerec.training.config import ABLATIONS, CHOICES, ModelConfig, TrainConfig
 from edgerec.training.evaluate_run import data_spec, model_scorer
 from edgerec.training.samples import BatchBuilder, epoch_order, training_samples
 
@@ -74,11 +74,8 @@ def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         raise EdgerecError("cannot ablate both the long- and the short-term vector")
     if {"text", "id"} <= set(model_cfg.ablate):
         raise EdgerecError("cannot ablate both the text features and the ID embedding")
-    for name, value, allowed in (
-        ("gate", model_cfg.gate, ("vector", "scalar")),
-        ("short_term", model_cfg.short_term, ("bidirectional", "window")),
-        ("long_term", model_cfg.long_term, ("all", "before_window")),
-    ):
+    for name, allowed in CHOICES.items():
+        value = getattr(model_cfg, name)
         if value not in allowed:
             raise EdgerecError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if train_cfg.sampled_softmax not in ("auto", "on", "off"):
