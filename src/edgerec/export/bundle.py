@@ -19,11 +19,10 @@ from edgerec.errors import BundleError
 from edgerec.export.config import (
     FORMAT,
     FORMAT_VERSION,
-    REQUEST_INPUT,
     TEXT_INPUTS,
     TEXT_OUTPUTS,
-    USER_INPUTS,
     USER_OUTPUTS,
+    user_inputs,
 )
 from edgerec.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -234,7 +233,7 @@ def verify_bundle(bundle: Path | str) -> dict:
     if pop.shape != (dims["n_items"] + 1,):
         raise BundleError(f"{manifest['popularity']}: shape {pop.shape}")
     for role, spec in (
-        ("user_encoder", (USER_INPUTS, USER_OUTPUTS)),
+        ("user_encoder", (user_inputs(bool(manifest.get("request_time"))), USER_OUTPUTS)),
         ("text_encoder", (TEXT_INPUTS, TEXT_OUTPUTS)),
     ):
         for name in manifest["graphs"][role].values():
@@ -242,8 +241,6 @@ def verify_bundle(bundle: Path | str) -> dict:
             expected_in = dict(spec[0])
             if role == "user_encoder" and manifest.get("user_encoder_table") != "input":
                 expected_in.pop("item_table")
-            if role == "user_encoder" and manifest.get("request_time"):
-                expected_in[REQUEST_INPUT] = ("batch",)
             if set(inputs) != set(expected_in) or set(outputs) != set(spec[1]):
                 raise BundleError(
                     f"{name}: interface {sorted(inputs)} -> {sorted(outputs)} differs from "

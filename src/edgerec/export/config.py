@@ -38,6 +38,14 @@ USER_INPUTS = {
 # only in graphs of models whose gate reads the request time (ModelConfig.request_time):
 # gap bucket from each history's last event to the request, 0 = unknown
 REQUEST_INPUT = "request_gaps"
+
+
+def user_inputs(request_time: bool) -> dict:
+    """The user encoder's inputs: the contract above, plus ``request_gaps`` for a model
+    whose gate reads the request time."""
+    return {**USER_INPUTS, REQUEST_INPUT: ("batch",)} if request_time else dict(USER_INPUTS)
+
+
 USER_OUTPUTS = {
     "user": ("batch", "dim"),
     "gate": ("batch",),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgerec.export.config import REQUEST_INPUT, USER_INPUTS, USER_OUTPUTS, USER_ROLE
+from edgerec.export.config import REQUEST_INPUT, USER_OUTPUTS, USER_ROLE, user_inputs
 from edgerec.export.onnx_graph import check_and_save, set_interface, set_metadata, torch_to_onnx
 
 FOLD_LIMIT = 1 << 26  # elements; the item table is an input, so nothing huge is folded
@@ -43,14 +43,6 @@ class UserEncoderGraph(nn.Module):
             items, behaviours, gaps, lengths, item_table, request_gaps=request_gaps
         )
         return enc.user, enc.gate, enc.attention
-
-
-def user_inputs(model: nn.Module) -> dict:
-    """The graph inputs of ``model``: the bundle contract, plus the request time's gap
-    for a model whose gate reads it."""
-    if model.cfg.request_time:
-        return {**USER_INPUTS, REQUEST_INPUT: ("batch",)}
-    return dict(USER_INPUTS)
 
 
 def example_inputs(
@@ -158,7 +150,7 @@ def export_user_encoder(
     args = tuple(torch.from_numpy(a) for a in (items, behaviours, gaps, lengths)) + (
         torch.from_numpy(np.ascontiguousarray(item_table, dtype=np.float32)),
     )
-    inputs = user_inputs(model)
+    inputs = user_inputs(model.cfg.request_time)
     if REQUEST_INPUT in inputs:
         args += (torch.from_numpy(gaps[:, 0].copy()),)
     used, error = None, None

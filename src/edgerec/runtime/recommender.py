@@ -131,7 +131,7 @@ class Recommender:
         )
         self._encodable = None if self._table_input else m.dims.n_items + 1
         self._direct_table = self.device == "cpu" and self._static_table is None
-        self._request_input = any(i.name == REQUEST_INPUT for i in self._user.get_inputs())
+        self._request_input = m.request_time  # load checked the graph takes request_gaps
         self._run_user = fast_run(self._user)
         self.providers: tuple[str, ...] = tuple(self._user.get_providers())
 
