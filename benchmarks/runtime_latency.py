@@ -156,6 +156,34 @@ def ml100k_histories(data_dir: Path, n: int, length: int, seed: int = 0):
 # --- 1: recommend vs PyTorch --------------------------------------------------------------
 
 
+def with_speedups(summary: dict, variants) -> dict:
+    """``summary`` plus PyTorch's p50 over each ``runtime_<variant>``'s (wall and CPU)."""
+    torch_ms = summary["torch_eager"]
+    for p in variants:
+        ours = summary[f"runtime_{p}"]
+        summary[f"speedup_vs_torch_{p}"] = {
+            "wall": round(torch_ms["p50_ms"] / ours["p50_ms"], 2),
+            "cpu": round(torch_ms["cpu_p50_ms"] / ours["cpu_p50_ms"], 2),
+        }
+    return summary
+
+
+def speedup_table(summary: dict, keys) -> list[str]:
+    """Markdown rows of ``keys`` (runtime_* rows get their speed-up cell)."""
+    lines = [
+        "| path | wall p50 ms | wall p95 ms | CPU p50 ms | speed-up vs PyTorch (wall / CPU) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key in keys:
+        sp = summary.get(f"speedup_vs_torch_{key[len('runtime_') :]}")
+        cell = f"{sp['wall']}x / {sp['cpu']}x" if key.startswith("runtime_") and sp else ""
+        row = summary[key]
+        lines.append(
+            f"| {key} | {row['p50_ms']} | {row['p95_ms']} | {row['cpu_p50_ms']} | {cell} |"
+        )
+    return lines
+
+
 def bench_recommend(
     bundle: Path, run_dir: Path, histories, repeats: int, distilled: Path | None = None
 ) -> dict:
@@ -222,13 +250,7 @@ def bench_recommend(
         timer("torch_eager", torch_recommend, prepared[j])
         users, _, _ = timer("encoder_int8", rec8._encode, state.catalog, [preps[j]])
         timer("scoring", state.scorer.topk, users, 10, [preps[j].seen])
-    out = timer.summary()
-    for p in recs:
-        key = f"runtime_{p}"
-        out[f"speedup_vs_torch_{p}"] = {
-            "wall": round(out["torch_eager"]["p50_ms"] / out[key]["p50_ms"], 2),
-            "cpu": round(out["torch_eager"]["cpu_p50_ms"] / out[key]["cpu_p50_ms"], 2),
-        }
+    out = with_speedups(timer.summary(), recs)
     # Warm: the same contenders in blocks of consecutive calls, blocks alternating. Call by
     # call interleaving (above) runs each call right after another library's, with caches
     # full of its code and data; a server answering request after request does not.
@@ -241,15 +263,7 @@ def bench_recommend(
                 warm(f"runtime_{p}", runtime, rec, histories[(r * block + i) % len(histories)])
         for i in range(block):
             warm("torch_eager", torch_recommend, prepared[(r * block + i) % len(prepared)])
-    out["warm"] = warm.summary()
-    for p in recs:
-        key = f"runtime_{p}"
-        out["warm"][f"speedup_vs_torch_{p}"] = {
-            "wall": round(out["warm"]["torch_eager"]["p50_ms"] / out["warm"][key]["p50_ms"], 2),
-            "cpu": round(
-                out["warm"]["torch_eager"]["cpu_p50_ms"] / out["warm"][key]["cpu_p50_ms"], 2
-            ),
-        }
+    out["warm"] = with_speedups(warm.summary(), recs)
     out["warm"]["block"] = block
     out["items"] = recs["int8"].n_items
     out["history_length"] = len(histories[0][0])
@@ -476,17 +490,9 @@ def markdown(res: dict) -> str:
         lines += [
             f"## recommend(), history {r['history_length']}, {r['items']} items, 1 intra-op thread",
             "",
-            "| path | wall p50 ms | wall p95 ms | CPU p50 ms | speed-up vs PyTorch (wall / CPU) |",
-            "| --- | ---: | ---: | ---: | ---: |",
         ]
-        keys = [k for k in r if k.startswith("runtime_")]
-        for key in (*keys, "torch_eager", "encoder_int8", "scoring"):
-            sp = r.get(f"speedup_vs_torch_{key[len('runtime_') :]}")
-            cell = f"{sp['wall']}x / {sp['cpu']}x" if key.startswith("runtime_") else ""
-            lines.append(
-                f"| {key} | {r[key]['p50_ms']} | {r[key]['p95_ms']} | {r[key]['cpu_p50_ms']} "
-                f"| {cell} |"
-            )
+        runtime_keys = [k for k in r if k.startswith("runtime_")]
+        lines += speedup_table(r, [*runtime_keys, "torch_eager", "encoder_int8", "scoring"])
         if "warm" in r:
             w = r["warm"]
             lines += [
@@ -495,16 +501,8 @@ def markdown(res: dict) -> str:
                 "alternating; the table above interleaves call by call, so every call starts "
                 "with caches holding the other contenders' code and data):",
                 "",
-                "| path | wall p50 ms | wall p95 ms | CPU p50 ms | speed-up vs PyTorch (wall / CPU) |",
-                "| --- | ---: | ---: | ---: | ---: |",
             ]
-            for key in [k for k in w if k.startswith("runtime_")] + ["torch_eager"]:
-                sp = w.get(f"speedup_vs_torch_{key[len('runtime_') :]}")
-                cell = f"{sp['wall']}x / {sp['cpu']}x" if sp else ""
-                lines.append(
-                    f"| {key} | {w[key]['p50_ms']} | {w[key]['p95_ms']} | "
-                    f"{w[key]['cpu_p50_ms']} | {cell} |"
-                )
+            lines += speedup_table(w, [*(k for k in w if k.startswith("runtime_")), "torch_eager"])
         lines += [
             "",
             f"torch_eager: the trained model in eager mode (user tower + scoring + masking + "
