@@ -8,10 +8,10 @@ per-node overhead dominates. ONNX has the op the model means -- one bidirectiona
 ``LSTM`` with ``sequence_lens`` reverses each sequence within its length -- so the graph
 here is ~35 nodes doing the same maths: 265 us against 384 us per call for the exported
 graph of the default MovieLens model, interleaved, 1 thread, on a 2-core EPYC (of which
-the LSTM alone is ~86 us). It is built from ``UserTower``'s
-parameters and checked against PyTorch by the export's parity gate like any exported
-graph; ``edgerec.export.onnx_user`` falls back to ``torch.onnx`` if a model has
-something this builder does not know.
+the LSTM alone is ~86 us). It is built from ``UserTower``'s parameters and checked
+against PyTorch by the export's parity gate like any exported graph;
+``edgerec.export.onnx_user`` falls back to ``torch.onnx`` if a model has something this
+builder does not know.
 
 Interface (the bundle contract in ``edgerec.export.config``): items, behaviours, gaps
 (B, L) int64, lengths (B,) int64, item_table (R, d) float, and for a model whose gate
@@ -107,10 +107,10 @@ def position_tables(
 
     ``attention_mask[n]``: 0 on the positions the long-term attention reads (the first
     n, or with ``long_term="before_window"`` those before the window, at least one),
-    -inf elsewhere (added to the attention scores). ``short_masks[n]``: row 0 averages the last ``window`` of n
-    positions, row 1 picks the anchor position (``"end"``: n-1, where the forward
-    direction has read the whole history; ``"window_start"``: where the backward
-    direction has read the whole window). One Gather per table replaces the ~20
+    -inf elsewhere (added to the attention scores). ``short_masks[n]``: row 0 averages
+    the last ``window`` of n positions, row 1 picks the anchor position (``"end"``: n-1,
+    where the forward direction has read the whole history; ``"window_start"``: where
+    the backward direction has read the whole window). One Gather per table replaces the ~20
     comparison and cast nodes that computing them in the graph takes.
     """
     attention_mask = np.full((max_len + 1, max_len), -np.inf, np.float32)
