@@ -128,16 +128,37 @@ print("python", sys.version.split()[0], "numpy", numpy.__version__)
 print("onnxruntime", ort.__version__, ort.__file__, ort.get_device(), ort.get_available_providers())
 PY
     python3 -m edgerec info || true
+    # 1. CUDA behaviour and latency against the CPU runtime and PyTorch on the same GPU
+    timeout 180 python3 benchmarks/gpu_checks.py --bundle .gpu/bundle --run .gpu/run \
+        --out "$out/checks.json" || echo "gpu_checks exited with $?"
+    # 2. the trainer on the GPU (--device auto), synthetic data, content-free text vectors
+    #    (the MiniLM weights are not on the machine)
+    timeout 100 python3 -m edgerec train --dataset synthetic --out /tmp/train-gpu \
+        --device auto --text-encoder random --epochs 2 --quiet \
+        || echo "train --device auto exited with $?"
+    python3 - <<'PY' || true
+import json
+from pathlib import Path
+run = Path("/tmp/train-gpu")
+cfg = json.loads((run / "config.json").read_text())["training"]
+m = json.loads((run / "metrics.json").read_text())
+print(f"train --device auto: device={cfg['device']} samples={cfg['samples']}",
+      "epochs (n, s, valid ndcg@10):",
+      [(h["epoch"], round(h["seconds"], 2), h["valid"].get("ndcg@10")) for h in m["history"]],
+      "test ndcg@10:", m.get("test", {}).get("ndcg@10"))
+PY
+    # 3. the latency sweep (CPU and CUDA in one process): one history and a batch, the
+    #    bundle's catalog and 1M synthetic rows
     local precisions
     precisions=$(python3 -c "import json; print(','.join(json.load(open('.gpu/bundle/manifest.json'))['graphs']['user_encoder']))")
-    # CPU and CUDA in one run so the ratios come from the same process and machine;
-    # threads: 1, 4 and all 16 cores; the 1M-item catalog is where the device pays off
-    python3 -m edgerec bench latency .gpu/bundle --out "$out" \
+    # SIGINT: the sweep stops and still writes the cells it measured
+    timeout -s INT "${SWEEP_S:-120}" python3 -m edgerec bench latency .gpu/bundle --out /tmp/sweep \
         --target "${TARGET:-h200}" --providers cpu,cuda --precision "$precisions" \
-        --threads 1,4,all --batch 1,8,64,256 --history 10,50,max \
-        --catalog bundle,100000,1000000 --run .gpu/run --max-time 0.5 \
+        --threads 1,all --batch 1,256 --history 50 \
+        --catalog bundle,1000000 --run .gpu/run --max-time 0.3 --add-items 64 \
         --note "lent H200 machine (16 cores); onnxruntime-gpu ${ORT_GPU_VERSION} carried as a wheel; PyTorch comparison on the CPU" \
-        --quiet
+        --quiet || echo "bench latency exited with $?"
+    cp /tmp/sweep/latency.json /tmp/sweep/report.md "$out"/ || true  # 8 files come back at most
     ls -la "$out"
 }
 

@@ -1,0 +1,399 @@
+"""What the CUDA execution provider does with a bundle, checked and timed on a real GPU.
+
+The CPU test suite cannot see a GPU, and onnxruntime-gpu reports CUDA as available on
+machines where it silently falls back to the CPU, so these checks run where a GPU is:
+``benchmarks/run_gpu.sh run`` calls this script after installing onnxruntime-gpu.
+
+Checks (each recorded as pass/fail with its numbers, none stops the others):
+- ``providers=args.provider`` and ``"auto"`` put every session on CUDA (``rec.providers``), the
+  item matrix is an OrtValue on the device (I/O binding), and scoring is ``ort-topk``;
+- CUDA answers agree with the CPU fp32 runtime over seeded random histories (top-10
+  overlap, scores), per precision;
+- ``recommend_batch`` gives what serial ``recommend`` calls give, and so do 8 threads
+  sharing one Recommender;
+- ``add_items`` on CUDA gives the CPU's text vectors, and the added items are ranked;
+  ``remove_items`` takes them out again;
+- ORT TopK over a 1M-item float16 matrix on the device agrees with numpy.
+
+Latency (medians over repeated calls, after warm-up): ``recommend`` for one history and
+``recommend_batch`` for 256, on CUDA per precision, against the CPU runtime (1 thread)
+and the run's PyTorch model in eager mode on the same GPU (user tower + scoring + top-k),
+each timed with a device synchronisation in the measured region.
+
+    python benchmarks/gpu_checks.py --bundle .gpu/bundle --run .gpu/run --out OUT/checks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from edgerec.runtime import Recommender  # noqa: E402
+
+RESULTS: dict = {"checks": [], "latency": []}
+
+
+def check(name: str):
+    """Run one check; record pass/fail, its numbers, or the exception, and go on."""
+
+    def wrap(fn):
+        t0 = time.perf_counter()
+        try:
+            ok, info = fn()
+        except Exception as e:  # a check that crashes is a failed check, not a stop
+            ok, info = False, {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+        info["seconds"] = round(time.perf_counter() - t0, 2)
+        RESULTS["checks"].append({"check": name, "pass": bool(ok), **info})
+        status = "PASS" if ok else "FAIL"
+        shown = {k: v for k, v in info.items() if k != "trace"}
+        print(f"[{status}] {name}: {json.dumps(shown, default=str)[:600]}", flush=True)
+        return fn
+
+    return wrap
+
+
+def median_ms(fn, *, warmup: int = 5, min_calls: int = 30, max_s: float = 1.5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_end = time.perf_counter() + max_s
+    while len(times) < min_calls or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 2000:
+            break
+    return statistics.median(times) * 1e3
+
+
+def histories(ids: list, n: int, seed: int, max_len: int) -> list[list]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        length = int(rng.integers(1, max_len + 1))
+        out.append([ids[i] for i in rng.choice(len(ids), size=length, replace=False)])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--run", type=Path, help="run directory for the PyTorch comparison")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--users", type=int, default=300)
+    ap.add_argument(
+        "--provider",
+        default="cuda",
+        help="cuda; 'cpu' only to dry-run the script on a machine without a GPU",
+    )
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    ids = json.loads((args.bundle / "items.json").read_text())["ids"]
+    precisions = list(manifest["graphs"]["user_encoder"])
+    RESULTS["env"] = {
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+        "numpy": np.__version__,
+        "bundle": str(args.bundle),
+        "precisions": precisions,
+        "n_items": len(ids),
+    }
+    print(json.dumps(RESULTS["env"]), flush=True)
+    max_len = int(manifest["dims"]["max_len"])
+    hs = histories(ids, args.users, 0, max_len)
+    h50 = histories(ids, 256, 1, max_len)
+    h50 = [h for h in h50 if len(h) >= 1]
+    one = histories(ids, 1, 2, 50)[0] if len(ids) > 50 else ids[:10]
+
+    cpu = Recommender.load(args.bundle, providers="cpu", threads=1, precision="fp32")
+    ref = [cpu.recommend(h, k=10) for h in hs]
+    recs: dict[str, Recommender] = {}
+
+    @check("providers='auto' runs on CUDA")
+    def _auto():
+        rec = Recommender.load(args.bundle, providers="auto")
+        return rec.device == "cuda", {
+            "providers": list(rec.providers),
+            "device": rec.device,
+            "scoring": rec.scoring,
+            "precision": rec.precision,
+        }
+
+    for p in precisions:
+
+        @check(f"{p}: providers='cuda' puts every session and the item matrix on the GPU")
+        def _load(p=p):
+            rec = Recommender.load(args.bundle, providers=args.provider, precision=p)
+            recs[p] = rec
+            scorer = rec._state_ref.scorer
+            items = getattr(scorer, "_items", None)
+            where = items.device_name() if items is not None else None
+            sessions = {
+                name: s.get_providers()
+                for name, s in (("user_encoder", rec._user), ("text_encoder", rec._text))
+                if s is not None
+            }
+            ok = (
+                rec.device == "cuda"
+                and rec.scoring == "ort-topk"
+                and where == "cuda"
+                and all(v and v[0] == "CUDAExecutionProvider" for v in sessions.values())
+            )
+            return ok, {
+                "providers": list(rec.providers),
+                "scoring": rec.scoring,
+                "item_matrix_on": where,
+                "sessions": sessions,
+            }
+
+        @check(f"{p}: CUDA top-10 agrees with the CPU fp32 runtime")
+        def _parity(p=p):
+            rec = recs[p]
+            overlap, exact, diffs = [], 0, []
+            for h, r in zip(hs, ref, strict=True):
+                got = rec.recommend(h, k=10)
+                a, b = [x.item_id for x in got], [x.item_id for x in r]
+                overlap.append(len(set(a) & set(b)) / max(len(b), 1))
+                exact += a == b
+                common = {x.item_id: x.score for x in r}
+                diffs += [abs(x.score - common[x.item_id]) for x in got if x.item_id in common]
+            mean_overlap = float(np.mean(overlap))
+            floor = 0.999 if p == "fp32" else 0.9
+            return mean_overlap >= floor, {
+                "users": len(hs),
+                "mean_top10_overlap": round(mean_overlap, 4),
+                "identical_lists": exact,
+                "max_abs_score_diff": float(max(diffs)) if diffs else None,
+                "floor": floor,
+            }
+
+        @check(f"{p}: recommend_batch equals serial recommend on CUDA")
+        def _batch(p=p):
+            rec = recs[p]
+            serial = [[x.item_id for x in rec.recommend(h, k=10)] for h in hs]
+            batch = [[x.item_id for x in r] for r in rec.recommend_batch(hs, k=10)]
+            same = sum(a == b for a, b in zip(serial, batch, strict=True))
+            return same == len(hs), {"identical": same, "of": len(hs)}
+
+        @check(f"{p}: 8 threads sharing one Recommender give the serial answers")
+        def _threads(p=p):
+            rec = recs[p]
+            serial = [[x.item_id for x in rec.recommend(h, k=10)] for h in hs]
+            got: dict[int, list] = {}
+            errors: list[str] = []
+
+            def worker(t: int) -> None:
+                try:
+                    for i in range(t, len(hs), 8):
+                        got[i] = [x.item_id for x in rec.recommend(hs[i], k=10)]
+                except Exception as e:
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            same = sum(got.get(i) == serial[i] for i in range(len(hs)))
+            return same == len(hs) and not errors, {"identical": same, "errors": errors[:3]}
+
+    @check("add_items on CUDA: same text vectors as the CPU, ranked, then removable")
+    def _add():
+        rec = Recommender.load(args.bundle, providers=args.provider, precision="fp32")
+        if not rec.can_add_items:
+            return False, {"error": "bundle has no text encoder"}
+        texts = [f"A new film number {i} | Drama|Romance|{1990 + i % 30}" for i in range(64)]
+        v_gpu = rec._encode_texts(texts)
+        v_cpu = cpu._encode_texts(texts)
+        cos = np.sum(v_gpu * v_cpu, 1) / (
+            np.linalg.norm(v_gpu, axis=1) * np.linalg.norm(v_cpu, axis=1) + 1e-12
+        )
+        new_ids = [10_000_000 + i for i in range(64)]
+        rec.add_items(new_ids, texts)
+        t0 = time.perf_counter()
+        rec.add_items([20_000_000 + i for i in range(256)], texts * 4)
+        rate = 256 / (time.perf_counter() - t0)
+        top = rec.recommend(one, k=rec.n_items, exclude_seen=False)
+        ranked = {x.item_id for x in top} & set(new_ids)
+        rec.remove_items(new_ids)
+        after = {x.item_id for x in rec.recommend(one, k=rec.n_items)} & set(new_ids)
+        ok = float(cos.min()) > 0.999 and len(ranked) == 64 and not after
+        return ok, {
+            "min_cosine_gpu_vs_cpu": float(cos.min()),
+            "added_ranked": len(ranked),
+            "left_after_remove": len(after),
+            "items_per_s_256": round(rate, 1),
+        }
+
+    @check("ORT TopK over 1M float16 rows on CUDA agrees with numpy")
+    def _million():
+        from edgerec.runtime.catalog import Catalog
+        from edgerec.runtime.scoring import OrtTopKScorer
+
+        rng = np.random.default_rng(3)
+        n, d = 1_000_000, int(manifest["dims"]["dim"])
+        m = rng.standard_normal((n + 1, d)).astype(np.float16)
+        m[0] = 0
+        cat = Catalog.create(
+            m, None, range(1, n + 1), [None] * n, np.zeros(n + 1, np.float32), "int"
+        )
+        gpu = args.provider == "cuda"
+        providers = (
+            ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu else ("CPUExecutionProvider",)
+        )
+        sc = OrtTopKScorer(cat, providers, None, "cuda" if gpu else "cpu")
+        users = rng.standard_normal((8, d)).astype(np.float32)
+        got = sc.topk(users, 100, [np.array([1, 2, 3], np.int64)] * 8)
+        ref_scores = users.astype(np.float32) @ m.astype(np.float32).T
+        ref_scores[:, [0, 1, 2, 3]] = -np.inf
+        agree = []
+        for j, (rows, _) in enumerate(got):
+            want = np.argsort(-ref_scores[j])[:100]
+            agree.append(len(set(rows.tolist()) & set(want.tolist())) / 100)
+        single = median_ms(lambda: sc.topk(users[:1], 10, [np.empty(0, np.int64)]))
+        batch = median_ms(lambda: sc.topk(users, 10, [np.empty(0, np.int64)] * 8))
+        return min(agree) >= 0.97, {
+            "min_top100_overlap": min(agree),
+            "ms_one_user_k10": round(single, 4),
+            "ms_8_users_k10": round(batch, 4),
+        }
+
+    # --- latency ---------------------------------------------------------------------
+    def lat(label: str, provider: str, precision: str, what: str, ms: float, n: int) -> None:
+        row = {
+            "engine": label,
+            "provider": provider,
+            "precision": precision,
+            "call": what,
+            "p50_ms": round(ms, 4),
+            "histories_per_call": n,
+        }
+        RESULTS["latency"].append(row)
+        print(f"latency {json.dumps(row)}", flush=True)
+
+    lat("runtime", "cpu-1t", "fp32", "recommend", median_ms(lambda: cpu.recommend(one, k=10)), 1)
+    lat(
+        "runtime",
+        "cpu-1t",
+        "fp32",
+        "recommend_batch",
+        median_ms(lambda: cpu.recommend_batch(h50, k=10)),
+        len(h50),
+    )
+    for p, rec in recs.items():
+        lat(
+            "runtime",
+            args.provider,
+            p,
+            "recommend",
+            median_ms(lambda rec=rec: rec.recommend(one, k=10)),
+            1,
+        )
+        lat(
+            "runtime",
+            args.provider,
+            p,
+            "recommend_batch",
+            median_ms(lambda rec=rec: rec.recommend_batch(h50, k=10)),
+            len(h50),
+        )
+        lat(
+            "runtime",
+            args.provider,
+            p,
+            "user_vector",
+            median_ms(lambda rec=rec: rec.user_vector(one)),
+            1,
+        )
+
+    if args.run is not None:
+
+        @check("PyTorch eager on CUDA (the comparison point) runs the run's model")
+        def _torch():
+            torch_latency(args.run, args.bundle, one, h50, lat, args.provider)
+            return True, {}
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(RESULTS, indent=1, default=str))
+    failed = [c["check"] for c in RESULTS["checks"] if not c["pass"]]
+    print("\n| engine | provider | precision | call | histories | p50 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in RESULTS["latency"]:
+        print(
+            f"| {r['engine']} | {r['provider']} | {r['precision']} | {r['call']} | "
+            f"{r['histories_per_call']} | {r['p50_ms']} |"
+        )
+    print(
+        f"\n{len(RESULTS['checks']) - len(failed)}/{len(RESULTS['checks'])} checks passed"
+        + (f"; failed: {failed}" if failed else "")
+    )
+
+
+def torch_latency(run: Path, bundle: Path, one: list, batch: list, lat, device: str) -> None:
+    """The run's model on the GPU doing what ``recommend`` does: ids -> rows, user tower,
+    scores over the bundle's item matrix, seen items masked, top-k."""
+    import torch
+
+    from edgerec.features import gap_buckets
+    from edgerec.runtime.bundle import load_bundle
+    from edgerec.training.checkpoint import load_run
+
+    dev = torch.device(device)
+    model = load_run(run).model.eval().to(dev)
+    data = load_bundle(bundle)
+    index = {x: i + 1 for i, x in enumerate(data.item_ids.ids)}
+    items = data.items.astype(np.float32)
+    if data.scale is not None:
+        items = items * data.scale[:, None]
+    table = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(dev)
+    max_len = int(model.cfg.max_len)
+
+    def run_once(hist: list[list]) -> list:
+        L = min(max_len, max(len(h) for h in hist))
+        rows = np.zeros((len(hist), L), np.int64)
+        lengths = np.zeros(len(hist), np.int64)
+        for i, h in enumerate(hist):
+            r = [index[x] for x in h[-L:]]
+            rows[i, : len(r)] = r
+            lengths[i] = len(r)
+        ts = np.zeros_like(rows)
+        beh = np.full(rows.shape, 0, np.int64)
+        gaps = gap_buckets(ts, lengths)
+        with torch.inference_mode():
+            t = [torch.from_numpy(a).to(dev, non_blocking=True) for a in (rows, beh, gaps, lengths)]
+            users = model.encode_users(*t, item_table=table).user
+            scores = model.score_all(users, table)
+            scores[:, 0] = float("-inf")
+            scores.scatter_(1, t[0], float("-inf"))
+            _, top = torch.topk(scores, 10, dim=1)
+            return top.cpu().tolist()  # synchronises, as the runtime's answer must
+
+    lat("pytorch-eager", device, "fp32", "recommend", median_ms(lambda: run_once([one])), 1)
+    lat(
+        "pytorch-eager",
+        device,
+        "fp32",
+        "recommend_batch",
+        median_ms(lambda: run_once(batch)),
+        len(batch),
+    )
+
+
+if __name__ == "__main__":
+    main()
