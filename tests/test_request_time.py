@@ -43,7 +43,7 @@ def a_history(ds, split, user: int = 3):
 def test_exported_graph_takes_the_request_gap_and_passed_parity(world):
     bundle, *_ = world
     rec = Recommender.load(bundle, providers="cpu")
-    assert "request_gaps" in {i.name for i in rec._user.get_inputs()}
+    assert "request_gaps" in {i.name for i in rec._user_main.session.get_inputs()}
     parity = rec.manifest.raw["parity"]["user_encoder"]
     assert parity["max_abs_user"] < 1e-4
 

@@ -106,6 +106,43 @@ def test_cuda_without_device_memory_is_a_clear_error(bundle, gpu_build, monkeypa
 
 def test_threads_setting_reaches_the_sessions(bundle):
     rec = Recommender.load(bundle, providers="cpu", threads=1)
-    assert rec._user.get_session_options().intra_op_num_threads == 1
+    assert rec._user_main.session.get_session_options().intra_op_num_threads == 1
     assert rec.threads == 1
     assert np.isfinite(rec.user_vector(HISTORY).vector).all()
+
+
+def test_gpu_recommender_encodes_small_batches_on_the_cpu(bundle, gpu_build, monkeypatch):
+    """user_encoder='auto' on CUDA: fewer than GPU_ENCODE_MIN_BATCH histories go to a CPU
+    session (launch-bound on a GPU), larger batches to the device session; 'cpu' and
+    'device' force one; the answers are the CPU recommender's either way."""
+    from edgerec.runtime.recommender import GPU_ENCODE_MIN_BATCH
+
+    monkeypatch.setattr(ort.InferenceSession, "get_providers", lambda self: [CUDA, CPU])
+    real = ort.OrtValue.ortvalue_from_numpy
+    monkeypatch.setattr(
+        ort.OrtValue, "ortvalue_from_numpy", staticmethod(lambda array, *args: real(array))
+    )
+    cpu = Recommender.load(bundle, providers="cpu")
+    histories = [HISTORY, [101], HISTORY[:2]] * (GPU_ENCODE_MIN_BATCH // 3 + 1)
+    want = [cpu.recommend(h, k=5).item_ids for h in histories]
+
+    auto = Recommender.load(bundle, providers="cuda")
+    assert auto.device == "cuda" and auto.user_encoder == "auto"
+    assert auto._user_for(1).device == "cpu"
+    assert auto._user_for(GPU_ENCODE_MIN_BATCH - 1).device == "cpu"
+    assert auto._user_for(GPU_ENCODE_MIN_BATCH).device == "cuda"
+    assert [r.item_ids for r in auto.recommend_batch(histories, k=5)] == want
+    assert auto.recommend(HISTORY, k=5).item_ids == want[0]
+
+    device = Recommender.load(bundle, providers="cuda", user_encoder="device")
+    assert device._user_for(1).device == "cuda"
+    assert device.recommend(HISTORY, k=5).item_ids == want[0]
+    forced = Recommender.load(bundle, providers="cuda", user_encoder="cpu")
+    assert forced._user_for(10**6).device == "cpu"
+    assert [r.item_ids for r in forced.recommend_batch(histories, k=5)] == want
+
+
+@pytest.mark.parametrize("bad", ["gpu", "", None, 1])
+def test_bad_user_encoder_placement_is_a_value_error(bundle, bad):
+    with pytest.raises(ValueError, match="user_encoder"):
+        Recommender.load(bundle, user_encoder=bad)

@@ -73,6 +73,29 @@ def test_numpy_scorer_exact(k):
     check_against_brute(cat, NumpyScorer(cat), users, excluded_sets(cat, 6, 3), k, cat.matrix)
 
 
+@pytest.mark.parametrize("k", [1, 3, 10, 290, 400])
+def test_numpy_scorer_batch_breaks_ties_by_row_like_brute_force(k):
+    """The vectorised batch path: many exactly tied scores (duplicated item vectors),
+    ties straddling the k-th place, rows excluded per user, k beyond what is eligible."""
+    rng = np.random.default_rng(5)
+    # small integers: every dot product is exact in float32 whatever the BLAS summation
+    # order, so tied items really score the same
+    base = rng.integers(-3, 4, (12, 16)).astype(np.float32)
+    m = base[rng.integers(0, 12, 301)]  # 300 items sharing 12 distinct vectors
+    m[0] = 0
+    cat = Catalog.create(
+        m, None, list(range(300)), [None] * 300, np.zeros(301, np.float32), "int"
+    ).deactivate(np.array([4, 8]))
+    users = rng.integers(-3, 4, (9, 16)).astype(np.float32)
+    excl = excluded_sets(cat, 9, 8)
+    check_against_brute(cat, NumpyScorer(cat), users, excl, k, cat.matrix)
+    singles = [
+        NumpyScorer(cat).topk(u[None, :], k, [e])[0] for u, e in zip(users, excl, strict=True)
+    ]
+    batch = NumpyScorer(cat).topk(users, k, excl)
+    assert [r.tolist() for r, _ in batch] == [r.tolist() for r, _ in singles]
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.float32, np.float16])
 @pytest.mark.parametrize("k", [1, 10, 400])
 def test_int8_scorer_is_exact_whatever_the_stored_dtype(k, dtype):

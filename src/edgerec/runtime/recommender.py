@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +51,30 @@ from edgerec.runtime.scoring import Int8Scorer, NumpyScorer, OrtTopKScorer, top_
 from edgerec.runtime.tokenize import TextTokenizer
 
 SCORINGS = ("auto", "numpy", "int8", "ort-topk")
+USER_ENCODER_PLACEMENTS = ("auto", "cpu", "device")
+# On a GPU recommender, batches of fewer histories than this encode on the CPU: the
+# Bi-LSTM's 50 sequential steps cost ~1.7 ms a call on CUDA against ~0.16 ms on one CPU
+# core, measured on a lent H200 (benchmarks/results/h200-2026-11-28).
+GPU_ENCODE_MIN_BATCH = 64
 INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as a quantized path
 _ENCODE_BATCH = 256  # histories per user-encoder run
 _TEXT_BATCH = 64  # texts per text-encoder run
 _EMPTY = np.zeros(0, dtype=np.int64)
 _USER_OUTPUTS = ["user", "gate", "attention"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class _UserSession:
+    """A user-encoder session and how its inputs are fed (they differ by device)."""
+
+    session: object  # onnxruntime.InferenceSession
+    run: Callable
+    device: str  # "cpu" or "cuda"
+    file: str
+    static_table: int | None  # rows of a fixed-size item_table input (old exports)
+    direct_table: bool  # the catalog's float32 matrix can be fed as item_table in place
+    batch: int  # histories per run
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,7 @@ class Recommender:
         threads: int | None,
         scoring: str,
         precision_fixed: bool,
+        user_encoder: str = "auto",
     ) -> None:
         m = data.manifest
         self.manifest: Manifest = m
@@ -100,40 +119,35 @@ class Recommender:
         )
 
         ue_file = data.graph_files["user_encoder"]
-        self._user = create_session(
-            data.graph_bytes["user_encoder"], ue_file, plan.requested, threads
-        )
-        self.device = active_device(self._user, plan, ue_file)
+        session = create_session(data.graph_bytes["user_encoder"], ue_file, plan.requested, threads)
+        self.device = active_device(session, plan, ue_file)
         precision = data.precision
         if self.device == "cpu" and precision == "fp16" and not precision_fixed:
-            for alt in ("int8", "fp32"):
-                if alt in m.graphs["user_encoder"]:
-                    precision, ue_file = alt, m.graphs["user_encoder"][alt]
-                    blob = read_verified(data.root, ue_file, m.files[ue_file])
-                    check_onnx(blob, ue_file)
-                    self._user = create_session(blob, ue_file, [CPU], threads)
-                    break
+            alt = self._cpu_variant(data)
+            if alt is not None:
+                precision, ue_file, blob = alt
+                session = create_session(blob, ue_file, [CPU], threads)
         self.precision = precision
-        # A dynamically quantized user encoder (older bundles' int8 variant; export now
-        # keeps it fp32, see edgerec.export.pipeline) takes activation ranges over the
-        # whole input: in a padded batch one history's vector would depend on the
-        # others'. Such graphs encode one history per run, so a batch answers exactly
-        # like single calls.
-        quantized = data.graph_metadata[ue_file].get("precision") == "int8"
-        self._encode_batch = 1 if quantized else _ENCODE_BATCH
-        self.graph_files = {"user_encoder": ue_file}
-        self._table_input = check_user_encoder(self._user, ue_file, m)
-        table_shape = next(
-            (i.shape for i in self._user.get_inputs() if i.name == "item_table"), None
-        )
-        self._static_table = (
-            table_shape[0] if table_shape and isinstance(table_shape[0], int) else None
-        )
+        self._table_input = check_user_encoder(session, ue_file, m)
         self._encodable = None if self._table_input else m.dims.n_items + 1
-        self._direct_table = self.device == "cpu" and self._static_table is None
+        self._user_main = self._user_session(session, ue_file, data, self.device)
+        self.graph_files = {"user_encoder": ue_file}
+        # small batches on a GPU recommender encode on the CPU (GPU_ENCODE_MIN_BATCH)
+        self._user_small: _UserSession | None = None
+        if self.device == "cuda" and user_encoder in ("auto", "cpu"):
+            alt = self._cpu_variant(data) or (precision, ue_file, data.graph_bytes["user_encoder"])
+            cpu_session = create_session(alt[2], alt[1], [CPU], threads)
+            if check_user_encoder(cpu_session, alt[1], m) != self._table_input:
+                raise BundleError(f"{alt[1]}: its inputs differ from {ue_file}'s")
+            self._user_small = self._user_session(cpu_session, alt[1], data, "cpu")
+        self._small_max = (
+            0
+            if self._user_small is None
+            else (1 << 62 if user_encoder == "cpu" else GPU_ENCODE_MIN_BATCH - 1)
+        )
+        self.user_encoder = user_encoder
         self._request_input = m.request_time  # load checked the graph takes request_gaps
-        self._run_user = fast_run(self._user)
-        self.providers: tuple[str, ...] = tuple(self._user.get_providers())
+        self.providers: tuple[str, ...] = tuple(session.get_providers())
 
         self._text = None
         self._tokenizer = None
@@ -163,6 +177,7 @@ class Recommender:
         threads: int | None = None,
         precision: str | None = None,
         scoring: str = "auto",
+        user_encoder: str = "auto",
     ) -> Recommender:
         """Verify and load a bundle directory.
 
@@ -177,6 +192,11 @@ class Recommender:
           100k items an int8 onnxruntime shortlist whose candidates are rescored exactly
           -- the same answers at a quarter of the memory traffic; on CUDA scoring and
           top-k on the device), or force ``"numpy"``, ``"int8"`` or ``"ort-topk"``.
+        - ``user_encoder``: where a GPU recommender runs the user tower. ``"auto"``: on
+          the CPU for calls of fewer than ``GPU_ENCODE_MIN_BATCH`` histories (a single
+          history's 50 sequential LSTM steps are launch-bound on a GPU), on the GPU for
+          larger batches; ``"cpu"`` or ``"device"`` force one. Scoring stays on the GPU.
+          Ignored on a CPU recommender.
 
         Raises ``BundleError`` naming the file for anything wrong with the bundle.
         """
@@ -184,10 +204,51 @@ class Recommender:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
         if precision is not None and not isinstance(precision, str):
             raise ValueError(f"precision must be a string or None, got {precision!r}")
+        if not isinstance(user_encoder, str) or user_encoder not in USER_ENCODER_PLACEMENTS:
+            raise ValueError(
+                f"user_encoder must be one of {USER_ENCODER_PLACEMENTS}, got {user_encoder!r}"
+            )
         plan = plan_providers(providers)
         guess = "cuda" if plan.requested[0] != CPU else "cpu"
         data = load_bundle(path, precision=precision, device=guess)
-        return cls(data, plan, threads, scoring, precision_fixed=precision is not None)
+        return cls(data, plan, threads, scoring, precision is not None, user_encoder=user_encoder)
+
+    @staticmethod
+    def _cpu_variant(data: BundleData) -> tuple[str, str, bytes] | None:
+        """(precision, file, bytes) of the user-encoder variant made for the CPU, if any:
+        an fp16 graph runs slower on the CPU than the fp32/int8 one it was cast from."""
+        m = data.manifest
+        for alt in ("int8", "fp32"):
+            if alt in m.graphs["user_encoder"]:
+                file = m.graphs["user_encoder"][alt]
+                blob = read_verified(data.root, file, m.files[file])
+                check_onnx(blob, file)
+                return alt, file, blob
+        return None
+
+    def _user_session(self, session, file: str, data: BundleData, device: str) -> _UserSession:
+        table_shape = next((i.shape for i in session.get_inputs() if i.name == "item_table"), None)
+        static = table_shape[0] if table_shape and isinstance(table_shape[0], int) else None
+        # A dynamically quantized user encoder (older bundles' int8 variant; export now
+        # keeps it fp32, see edgerec.export.pipeline) takes activation ranges over the
+        # whole input: in a padded batch one history's vector would depend on the
+        # others'. Such graphs encode one history per run, so a batch answers exactly
+        # like single calls.
+        quantized = data.graph_metadata.get(file, {}).get("precision") == "int8"
+        return _UserSession(
+            session=session,
+            run=fast_run(session),
+            device=device,
+            file=file,
+            static_table=static,
+            direct_table=device == "cpu" and static is None,
+            batch=1 if quantized else _ENCODE_BATCH,
+        )
+
+    def _user_for(self, n_histories: int) -> _UserSession:
+        if n_histories <= self._small_max:
+            return self._user_small  # type: ignore[return-value]
+        return self._user_main
 
     def _build_catalog(self, data: BundleData, scoring: str):
         items, scale = data.items, data.scale
@@ -241,18 +302,21 @@ class Recommender:
             unknown=(),
             n_events=1,
         )
-        name = self.graph_files["user_encoder"]
-        try:
-            users, gates, att = self._encode(cat, [prep])
-        except EdgerecError:
-            raise
-        except Exception as e:
-            raise BundleError(f"{name}: the graph fails on a one-event history ({e})") from None
-        if users.shape != (1, self.manifest.dims.dim) or gates.shape != (1,) or att.shape[0] != 1:
-            raise BundleError(
-                f"{name}: outputs have shapes user {users.shape}, gate {gates.shape}, "
-                f"attention {att.shape}; expected (1, {self.manifest.dims.dim}), (1,), (1, L)"
-            )
+        for enc in filter(None, (self._user_main, self._user_small)):
+            try:
+                users, gates, att = self._encode_chunk(cat, [prep], 1, enc)
+            except EdgerecError:
+                raise
+            except Exception as e:
+                raise BundleError(
+                    f"{enc.file}: the graph fails on a one-event history ({e})"
+                ) from None
+            dim = self.manifest.dims.dim
+            if users.shape != (1, dim) or gates.shape != (1,) or att.shape[0] != 1:
+                raise BundleError(
+                    f"{enc.file}: outputs have shapes user {users.shape}, gate {gates.shape}, "
+                    f"attention {att.shape}; expected (1, {dim}), (1,), (1, L)"
+                )
         if self._text is not None:
             name = self.graph_files["text_encoder"]
             try:
@@ -297,7 +361,8 @@ class Recommender:
         return (
             f"Recommender({str(self.path)!r}, items={self.n_items}, dim={self.dim}, "
             f"precision={self.precision!r}, providers={list(self.providers)}, "
-            f"scoring={self.scoring!r})"
+            f"scoring={self.scoring!r}"
+            + (f", user_encoder={self.user_encoder!r})" if self.device == "cuda" else ")")
         )
 
     # --- encoding ---------------------------------------------------------------------
@@ -321,9 +386,10 @@ class Recommender:
         """User vectors, gates and attention of non-empty histories (in chunks)."""
         users, gates, atts = [], [], []
         width = max(len(p.rows) for p in preps)
-        step = self._encode_batch
+        enc = self._user_for(len(preps))
+        step = enc.batch
         for start in range(0, len(preps), step):
-            u, g, a = self._encode_chunk(cat, preps[start : start + step], width)
+            u, g, a = self._encode_chunk(cat, preps[start : start + step], width, enc)
             users.append(u)
             gates.append(g)
             atts.append(a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1]))))
@@ -331,7 +397,10 @@ class Recommender:
             return users[0], gates[0], atts[0]
         return np.concatenate(users), np.concatenate(gates), np.concatenate(atts)
 
-    def _encode_chunk(self, cat: Catalog, preps: list[I.Prepared], width: int):
+    def _encode_chunk(
+        self, cat: Catalog, preps: list[I.Prepared], width: int, enc: _UserSession | None = None
+    ):
+        enc = enc or self._user_for(len(preps))
         b = len(preps)
         if b == 1:
             p = preps[0]
@@ -356,12 +425,12 @@ class Recommender:
             feeds[REQUEST_INPUT] = np.array([p.request_gap for p in preps], np.int64)
         if not self._table_input:
             feeds["items"] = rows
-        elif self._direct_table and cat.scale is None and cat.matrix.dtype == np.float32:
+        elif enc.direct_table and cat.scale is None and cat.matrix.dtype == np.float32:
             # on CPU onnxruntime reads a float32 numpy input in place: the catalog
             # matrix goes in as it is (any size), and the graph gathers the history rows
             feeds["items"] = rows
             feeds["item_table"] = cat.matrix
-        elif b == 1 and self._static_table is None:
+        elif b == 1 and enc.static_table is None:
             # a compact table of just the rows this history reads (the matrix may be
             # int8 or float16 here, or on a device): equal to passing the whole matrix,
             # since the graph only gathers from it
@@ -374,7 +443,7 @@ class Recommender:
         else:
             valid = rows > 0
             n_used = int(np.count_nonzero(valid))
-            table_rows = n_used + 1 if self._static_table is None else self._static_table
+            table_rows = n_used + 1 if enc.static_table is None else enc.static_table
             if table_rows < n_used + 1:
                 raise EdgerecError(
                     "this bundle's user encoder has a fixed-size item table; encode "
@@ -386,7 +455,7 @@ class Recommender:
             local[valid] = np.arange(1, n_used + 1)
             feeds["items"] = local
             feeds["item_table"] = table
-        user, gate, att = self._run_user(_USER_OUTPUTS, feeds)
+        user, gate, att = enc.run(_USER_OUTPUTS, feeds)
         if not np.isfinite(user).all():
             raise EdgerecError("the user encoder produced non-finite user vectors")
         return user, gate.reshape(-1), att
