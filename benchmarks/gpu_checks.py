@@ -305,7 +305,7 @@ def main() -> None:
 
     @check("user-encoder placement on a GPU recommender: CPU vs GPU session by batch size")
     def _placement():
-        rows = {}
+        rows, vectors = {}, {}
         for placement in ("cpu", "device"):
             rec = Recommender.load(
                 args.bundle, providers=args.provider, precision="fp32", user_encoder=placement
@@ -316,7 +316,15 @@ def main() -> None:
                 rows[f"{placement} batch {b}"] = round(
                     median_ms(lambda rec=rec, cat=cat, preps=preps: rec._encode(cat, preps)), 4
                 )
-        return True, {"encode_p50_ms": rows}
+            vectors[placement] = rec._encode(cat, preps)[0]
+        diff = float(np.abs(vectors["cpu"] - vectors["device"]).max())
+        scale = float(np.abs(vectors["cpu"]).max())
+        # float32 on both (TF32 off): differences at rounding level, not 1e-3
+        return diff <= 1e-4 * max(scale, 1.0), {
+            "encode_p50_ms": rows,
+            "max_abs_user_vector_diff_gpu_vs_cpu": diff,
+            "max_abs_user_vector": scale,
+        }
 
     @check("onnxruntime profile of the GPU user-encoder session (where the time goes)")
     def _profile():

@@ -94,18 +94,30 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return so
 
 
+# Full float32 on the GPU: onnxruntime's CUDA provider multiplies float32 in TF32 by
+# default (10-bit mantissa), which moved scores by up to 4e-3 against the CPU on an H200
+# (benchmarks/gpu_checks.py); this model is far too small for TF32 to save time.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
 def create_session(
     model: bytes, name: str, providers: Sequence[str], threads: int | None
 ) -> ort.InferenceSession:
     """A session over in-memory bytes: no model path, so nothing is read from beside it."""
     options = session_options(threads)
-    try:
-        with warnings.catch_warnings():  # "provider not available": rec.providers says it
-            warnings.simplefilter("ignore")
-            return ort.InferenceSession(model, sess_options=options, providers=list(providers))
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"{name}: onnxruntime cannot load it ({message})") from None
+    with_options = [(p, CUDA_OPTIONS) if p == CUDA else p for p in providers]
+    attempts = [with_options, list(providers)] if CUDA in providers else [list(providers)]
+    for i, attempt in enumerate(attempts):
+        try:
+            with warnings.catch_warnings():  # "provider not available": rec.providers says it
+                warnings.simplefilter("ignore")
+                return ort.InferenceSession(model, sess_options=options, providers=attempt)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            if i + 1 < len(attempts):
+                continue  # an onnxruntime that does not know the CUDA option: without it
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BundleError(f"{name}: onnxruntime cannot load it ({message})") from None
+    raise AssertionError("unreachable")
 
 
 def active_device(session: ort.InferenceSession, plan: ProviderPlan, name: str) -> str:

@@ -52,10 +52,12 @@ from edgerec.runtime.tokenize import TextTokenizer
 
 SCORINGS = ("auto", "numpy", "int8", "ort-topk")
 USER_ENCODER_PLACEMENTS = ("auto", "cpu", "device")
-# On a GPU recommender, batches of fewer histories than this encode on the CPU: the
-# Bi-LSTM's 50 sequential steps cost ~1.7 ms a call on CUDA against ~0.16 ms on one CPU
-# core, measured on a lent H200 (benchmarks/results/h200-2026-11-28).
-GPU_ENCODE_MIN_BATCH = 64
+# On a GPU recommender, batches of fewer histories than this encode on the CPU. Measured
+# on a lent H200 with 16 Xeon cores (benchmarks/gpu_checks.py, user-encoder placement):
+# encoding 1 / 8 / 64 / 256 histories of up to 50 events took 0.08 / 0.29 / 1.15 / 3.50
+# ms on the CPU and 0.98 / 1.97 / 2.59 / 3.26 ms on the GPU, whose Bi-LSTM runs its 50
+# steps one launch after another whatever the batch.
+GPU_ENCODE_MIN_BATCH = 256
 INT8_MIN_ROWS = 100_000  # below this an exact float32 GEMV is as fast as a quantized path
 _ENCODE_BATCH = 256  # histories per user-encoder run
 _TEXT_BATCH = 64  # texts per text-encoder run
