@@ -191,8 +191,9 @@ def main() -> None:
         @check(f"{p}: recommend_batch equals serial recommend on CUDA (up to near-ties)")
         def _batch(p=p):
             # The batch encodes on the GPU, single calls on the CPU (user_encoder='auto'),
-            # so scores may differ by float rounding: lists must agree except for swaps
-            # of items whose scores differ by less than 1e-3.
+            # so scores may differ by rounding: lists must agree except for swaps of items
+            # whose scores differ by less than 1e-3 (float32), 2e-2 for fp16, whose GPU
+            # graph computes in float16 while the CPU runs the fp32/int8 variant.
             rec = recs[p]
             serial = [rec.recommend(h, k=10) for h in hs]
             batch = rec.recommend_batch(hs, k=10)
@@ -213,7 +214,7 @@ def main() -> None:
                             if x.item_id != y.item_id
                         ]
                     )
-            return worst_swap < 1e-3, {
+            return worst_swap < (2e-2 if p == "fp16" else 1e-3), {
                 "identical": same,
                 "of": len(hs),
                 "max_score_gap_where_order_differs": worst_swap,
