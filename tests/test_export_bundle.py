@@ -39,13 +39,16 @@ def _user_feed(bundle, manifest, batch=5, seq=9, seed=0):
     lengths[0] = seq
     valid = np.arange(seq)[None, :] < lengths[:, None]
     items = np.load(bundle / "items.npy", allow_pickle=False)
-    return {
+    feed = {
         "items": np.where(valid, rng.integers(1, dims["n_items"] + 1, (batch, seq)), 0),
         "behaviours": np.where(valid, rng.integers(1, dims["n_behaviours"], (batch, seq)), 0),
         "gaps": np.where(valid, rng.integers(1, dims["n_gap_buckets"], (batch, seq)), 0),
         "lengths": lengths.astype(np.int64),
         "item_table": items,
     }
+    if manifest.get("request_time"):  # the gate reads the time to the request (0: unknown)
+        feed["request_gaps"] = rng.integers(0, dims["n_gap_buckets"], batch).astype(np.int64)
+    return feed
 
 
 def test_bundle_has_exactly_the_documented_files_with_matching_checksums(built):

@@ -108,18 +108,20 @@ def test_padding_rows_of_a_batch_do_not_change_a_history_vector():
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     items, behaviours, gaps, lengths = histories(6, MAX_LEN, seed=4)
     table = model.items().detach().numpy()
+    request = np.random.default_rng(4).integers(0, 20, 6).astype(np.int64)
+    takes_request = "request_gaps" in {i.name for i in session.get_inputs()}
 
     def run(sl, width):
-        return session.run(
-            ["user"],
-            {
-                "items": items[sl, :width],
-                "behaviours": behaviours[sl, :width],
-                "gaps": gaps[sl, :width],
-                "lengths": lengths[sl],
-                "item_table": table,
-            },
-        )[0]
+        feed = {
+            "items": items[sl, :width],
+            "behaviours": behaviours[sl, :width],
+            "gaps": gaps[sl, :width],
+            "lengths": lengths[sl],
+            "item_table": table,
+        }
+        if takes_request:
+            feed["request_gaps"] = request[sl]
+        return session.run(["user"], feed)[0]
 
     batch = run(slice(None), MAX_LEN)
     for row in range(6):

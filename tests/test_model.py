@@ -131,6 +131,22 @@ def test_scalar_gate_is_one_weight_per_user():
     torch.testing.assert_close(enc.user, (g * enc.long + (1 - g) * enc.short) * temp)
 
 
+def test_horizon_dropout_fuses_one_horizon_alone_in_training_only():
+    """A share of training samples gets gate 1 (long alone) or 0 (short alone); in eval
+    mode the option changes nothing, so exported graphs and the runtime never see it."""
+    model = make_model(gate="scalar", horizon_dropout=0.6, dropout=0.0)
+    inputs = random_inputs(B=400, L=6)
+    torch.manual_seed(1)
+    model.train()
+    gate = model.encode_users(*inputs).gate.detach()
+    ones, zeros = int((gate == 1.0).sum()), int((gate == 0.0).sum())
+    assert 80 < ones < 160 and 80 < zeros < 160  # ~0.3 each of 400
+    model.eval()
+    plain = make_model(gate="scalar", dropout=0.0)
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.encode_users(*inputs).user, plain.encode_users(*inputs).user)
+
+
 def test_request_time_feeds_the_request_time_gap_to_the_gate():
     model = make_model(request_time=True).eval()
     items, behaviours, gaps, lengths = random_inputs()
@@ -161,9 +177,11 @@ def test_training_batches_carry_the_gap_from_the_last_event_to_the_target(tiny):
 
 def test_configs_written_before_the_gate_options_load_as_before():
     old = ModelConfig().to_dict()
-    del old["gate"], old["short_term"]
+    for option in ("gate", "short_term", "long_term", "request_time", "horizon_dropout"):
+        del old[option]
     cfg = ModelConfig.from_dict(old)
-    assert (cfg.gate, cfg.short_term) == ("vector", "bidirectional")
+    assert (cfg.gate, cfg.short_term, cfg.long_term) == ("vector", "bidirectional", "all")
+    assert (cfg.request_time, cfg.horizon_dropout) == (False, 0.0)
 
 
 def test_text_ablation_ignores_text_and_id_ablation_ignores_ids():

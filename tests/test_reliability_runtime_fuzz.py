@@ -444,3 +444,14 @@ def test_flags_are_booleans_not_truthy_strings(rec, ids):
     assert rec.recommend(ids[:3], exclude_seen=np.bool_(False), k=3).item_ids
     with pytest.raises(ValueError, match="n_drivers must be a positive int"):
         rec.explain(ids[:3], n_drivers=0)
+
+
+@pytest.mark.parametrize("name", ["history", "k", "behaviours", "timestamps", "exclude", "now"])
+def test_numpy_timedelta_values_are_a_value_error_naming_the_argument(rec, ids, name):
+    """numpy registers timedelta64 as an Integral, yet int() of one with units raises
+    TypeError: found by the fuzz test above (hypothesis seed 15)."""
+    td = np.timedelta64(5, "D")
+    args = {"history": ids[:5], "k": 5, "timestamps": [1, 2, 3, 4, 5]}
+    args[name] = {"history": [td], "k": td, "now": td}.get(name, [td] * 5)
+    with pytest.raises(ValueError, match=name):
+        rec.recommend(**args)

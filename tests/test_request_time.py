@@ -117,10 +117,13 @@ def test_bad_now_is_a_value_error_naming_it(world, now, message):
 
 
 def test_bundles_without_the_request_input_ignore_now(tmp_path: Path):
-    from runtime_helpers import real_tiny_bundle
+    from export_fixtures import make_tiny_bundle, make_tiny_run
 
-    bundle = real_tiny_bundle(tmp_path / "plain")
+    run = make_tiny_run(tmp_path / "run", text_encoder="tiny", model={"request_time": False})
+    bundle = tmp_path / "plain"
+    make_tiny_bundle(bundle, run_dir=run, precisions=("fp32",), distill=False)
     rec = Recommender.load(bundle, providers="cpu")
+    assert not rec.manifest.request_time
     ids = list(rec._state_ref.catalog.ids[1:6])
     a = rec.recommend(ids, timestamps=[0, 10, 20, 30, 40], now=50)
     b = rec.recommend(ids, timestamps=[0, 10, 20, 30, 40], now=50 + 30 * DAY)
@@ -142,3 +145,27 @@ def test_manifest_and_graph_must_agree_on_the_request_input(world, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="request_time = false but the graph takes"):
         Recommender.load(copy, providers="cpu")
+
+
+def test_user_distillation_feeds_the_request_times_to_teacher_and_student(world, monkeypatch):
+    """The student of a request-time model learns (and is evaluated) with the time from
+    the last event to each training target, as its teacher was trained; without them
+    it would only learn the 'unknown time' case its gate is never asked in serving."""
+    from export_fixtures import tiny_distill_config
+
+    from edgerec.export.distill import distill_user_encoder
+    from edgerec.training.model import InterestModel
+
+    _, _, split, loaded = world
+    calls: list[bool] = []
+    real = InterestModel.encode_users
+
+    def spy(self, *args, **kwargs):
+        rg = kwargs.get("request_gaps")
+        calls.append(rg is not None and bool((rg > 0).any()))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(InterestModel, "encode_users", spy)
+    student, report = distill_user_encoder(loaded.model, split, config=tiny_distill_config())
+    assert student.cfg.request_time and calls and all(calls)
+    assert report["student_test_ndcg@10"] >= 0.0

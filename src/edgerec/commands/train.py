@@ -38,6 +38,11 @@ def train(
         "--request-time/--no-request-time",
         help="The gate also reads the time from the last event to the request (runtime now=).",
     ),
+    horizon_dropout: float = typer.Option(
+        None,
+        help="Share of training samples fused from one horizon alone (half long, half "
+        "short), so the gate learns which one to trust.",
+    ),
     lr: float = typer.Option(None, help="Peak learning rate (AdamW)."),
     batch_size: int = typer.Option(None, help="Training samples per step (per process)."),
     weight_decay: float = typer.Option(None, help="AdamW weight decay."),
@@ -121,6 +126,7 @@ def train(
             (mcfg, "short_term", short_term),
             (mcfg, "long_term", long_term),
             (mcfg, "request_time", request_time),
+            (mcfg, "horizon_dropout", horizon_dropout),
             (tcfg, "epochs", epochs),
             (tcfg, "lr", lr),
             (tcfg, "batch_size", batch_size),

@@ -253,6 +253,15 @@ def _text_student_quality(model, split, student_vecs: np.ndarray) -> dict:
     }
 
 
+def _request_gaps(model, split, ends) -> torch.Tensor | None:
+    """The request-time gap of each prediction, for models whose gate reads it."""
+    from edgerec.training.inputs import request_gaps
+
+    if not model.cfg.request_time:
+        return None
+    return torch.from_numpy(request_gaps(split, np.asarray(ends)))
+
+
 def _scorer(model, split, table: torch.Tensor):
     from edgerec.training.inputs import stage_inputs
 
@@ -260,8 +269,11 @@ def _scorer(model, split, table: torch.Tensor):
 
     def scorer(users: np.ndarray, stage: str) -> np.ndarray:
         inputs = stage_inputs(split, users, stage, max_len)
+        rgaps = _request_gaps(model, split, split.history_end(stage)[np.asarray(users)])
         with torch.inference_mode():
-            enc = model.encode_users(*(torch.from_numpy(a) for a in inputs), item_table=table)
+            enc = model.encode_users(
+                *(torch.from_numpy(a) for a in inputs), item_table=table, request_gaps=rgaps
+            )
             return (enc.user @ table.T).numpy()
 
     return scorer
@@ -355,9 +367,12 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
             inputs = window_inputs(split, samples.start[idx], samples.end[idx], student.cfg.max_len)
             tensors = [torch.from_numpy(a) for a in inputs]
             targets = torch.from_numpy(seq.items[samples.end[idx]])
+            rgaps = _request_gaps(teacher, split, samples.end[idx])  # teacher and student alike
             with torch.no_grad():
-                t_logits = teacher.encode_users(*tensors, item_table=table).user @ table.T
-            s_logits = student.encode_users(*tensors, item_table=table).user @ table.T
+                t_enc = teacher.encode_users(*tensors, item_table=table, request_gaps=rgaps)
+                t_logits = t_enc.user @ table.T
+            s_enc = student.encode_users(*tensors, item_table=table, request_gaps=rgaps)
+            s_logits = s_enc.user @ table.T
             t_logits[:, 0] = -1e9
             s_logits = s_logits.clone()
             s_logits[:, 0] = -1e9
@@ -387,11 +402,14 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
     from edgerec.training.inputs import stage_inputs
 
     for start in range(0, len(users), 512):
-        inputs = stage_inputs(split, users[start : start + 512], "test", student.cfg.max_len)
+        block = users[start : start + 512]
+        inputs = stage_inputs(split, block, "test", student.cfg.max_len)
+        rgaps = _request_gaps(teacher, split, split.history_end("test")[block])
         with torch.inference_mode():
             tensors = [torch.from_numpy(a) for a in inputs]
-            t_vecs.append(teacher.encode_users(*tensors, item_table=table).user.numpy())
-            s_vecs.append(student.encode_users(*tensors, item_table=table).user.numpy())
+            for model, out in ((teacher, t_vecs), (student, s_vecs)):
+                enc = model.encode_users(*tensors, item_table=table, request_gaps=rgaps)
+                out.append(enc.user.numpy())
     cos = _cosines(np.concatenate(s_vecs), np.concatenate(t_vecs))
     teacher_m = evaluate(_scorer(teacher, split, table), split, "test")
     student_m = evaluate(_scorer(student, split, table), split, "test")

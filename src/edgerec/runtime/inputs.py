@@ -38,10 +38,13 @@ MAX_RESULTS = 10_000_000  # recommendations one call may return (histories x ite
 MAX_CATALOG_ROWS = 2**31 - 1  # rows the catalog may grow to with add_items
 _TS_LIMIT = 2**62
 _MAX_ID_DIGITS = 19  # decimal ids longer than int64 cannot be in the catalog
+# numpy registers timedelta64 as an Integral, but int() of one with units fails: such
+# values are rejected as the wrong type, like any other non-number
+_NOT_NUMBERS = np.timedelta64 | np.datetime64
 
 
 def check_k(k: object, name: str = "k") -> int:
-    if isinstance(k, bool | np.bool_) or not isinstance(k, numbers.Integral):
+    if isinstance(k, bool | np.bool_ | _NOT_NUMBERS) or not isinstance(k, numbers.Integral):
         raise ValueError(f"{name} must be a positive int, got {type(k).__name__} {k!r}")
     k = int(k)
     if k <= 0:
@@ -85,13 +88,21 @@ def as_list(value: object, name: str, limit: int) -> list:
     return out
 
 
+def _as_int(x: numbers.Integral, where: str) -> int:
+    """``int(x)``, or ValueError: numpy's timedelta64 is an Integral whose int() fails."""
+    try:
+        return int(x)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: item ids must be int or str, got {type(x).__name__}") from None
+
+
 def _id_key(x: object, id_type: str, where: str) -> object:
     """The catalog key for one id, or raise ValueError for a value that is not an id."""
     if id_type == "int":
         if isinstance(x, bool) or isinstance(x, np.bool_):
             raise ValueError(f"{where}: item ids must be int or str, got bool")
         if isinstance(x, numbers.Integral):
-            return int(x)
+            return _as_int(x, where)
         if isinstance(x, str):
             s = x.strip()
             digits = s[1:] if s[:1] in "+-" else s
@@ -104,7 +115,7 @@ def _id_key(x: object, id_type: str, where: str) -> object:
     if isinstance(x, bool) or isinstance(x, np.bool_):
         raise ValueError(f"{where}: item ids must be str or int, got bool")
     if isinstance(x, numbers.Integral):
-        return str(int(x))
+        return str(_as_int(x, where))
     raise ValueError(f"{where}: item ids must be str or int, got {type(x).__name__}")
 
 
@@ -148,8 +159,10 @@ class BehaviourMap:
         if isinstance(x, str):
             found = self.by_name.get(x)
             return found if found is not None else self.by_name.get(x.strip(), 0)
-        if isinstance(x, bool) or isinstance(x, np.bool_):
-            raise ValueError(f"{where}: behaviours must be vocabulary strings or numbers, got bool")
+        if isinstance(x, bool | np.bool_ | _NOT_NUMBERS):
+            raise ValueError(
+                f"{where}: behaviours must be vocabulary strings or numbers, got {type(x).__name__}"
+            )
         if isinstance(x, numbers.Integral):
             return self.by_name.get(str(int(x)), 0)
         if isinstance(x, numbers.Real):
@@ -200,7 +213,7 @@ def timestamps_array(values: object, n: int) -> np.ndarray:
             if arr is not None and not _out_of_range(arr).any():
                 return arr
         for i, x in enumerate(items):
-            if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
+            if isinstance(x, bool | np.bool_ | _NOT_NUMBERS) or not isinstance(x, numbers.Real):
                 raise ValueError(
                     f"timestamps[{i}]: expected seconds as int or float, got {type(x).__name__}"
                 )
@@ -311,7 +324,7 @@ def prepare(
 
 def request_time(now: object) -> int:
     """``now`` as whole seconds, or ``ValueError`` naming it."""
-    if isinstance(now, bool | np.bool_) or not isinstance(now, numbers.Real):
+    if isinstance(now, bool | np.bool_ | _NOT_NUMBERS) or not isinstance(now, numbers.Real):
         raise ValueError(f"now: expected seconds as int or float, got {type(now).__name__}")
     f = float(now)
     if not math.isfinite(f):

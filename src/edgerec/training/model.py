@@ -169,6 +169,12 @@ class UserTower(nn.Module):
                     request_gaps = request_gaps * (torch.rand(B, device=x.device) >= 0.2)
                 feats.append(self.gap_emb(request_gaps))
             gate = torch.sigmoid(self.gate(torch.cat(feats, dim=-1)))
+            p = self.cfg.horizon_dropout
+            if self.training and p > 0:
+                # one horizon alone for a share of the samples: neither vector can lean
+                # on the other, so the gate learns which of two real predictors to trust
+                r = torch.rand(B, 1, device=x.device)
+                gate = torch.where(r < p / 2, 1.0, torch.where(r < p, 0.0, gate))
         user = gate * long + (1.0 - gate) * short
         return UserEncoding(user, gate.mean(dim=-1), long, short, weights, gate)
 

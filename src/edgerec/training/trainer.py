@@ -99,6 +99,8 @@ def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
             raise EdgerecError(f"{name} must be >= 1, got {value}")
     if not 0.0 <= model_cfg.dropout < 1.0:
         raise EdgerecError(f"dropout must be in [0, 1), got {model_cfg.dropout}")
+    if not 0.0 <= model_cfg.horizon_dropout < 1.0:
+        raise EdgerecError(f"horizon_dropout must be in [0, 1), got {model_cfg.horizon_dropout}")
     if train_cfg.lr <= 0:
         raise EdgerecError(f"lr must be > 0, got {train_cfg.lr}")
 
