@@ -84,7 +84,13 @@ def demo(
     for user in range(min(users, dataset.n_users)):
         start, end = seq.offsets[user], split.history_end("test")[user]
         history = [int(dataset.catalog.item_ids[i - 1]) for i in seq.items[start:end]]
-        result = rec.recommend(history, k=5, timestamps=seq.timestamps[start:end].tolist())
+        # the request comes when the held-out event happened: the gate reads that gap
+        result = rec.recommend(
+            history,
+            k=5,
+            timestamps=seq.timestamps[start:end].tolist(),
+            now=int(seq.timestamps[end]),
+        )
         recent = ", ".join(dataset.catalog.titles[i - 1] for i in seq.items[end - 3 : end])
         console.print(
             f"[bold]user {dataset.user_ids[user]}[/] (recent: {recent}); gate long={result.gate:.2f}"
