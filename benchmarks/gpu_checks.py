@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from edgerec.benchmark.timing import TimingPolicy, measure  # noqa: E402
 from edgerec.runtime import Recommender  # noqa: E402
 
 RESULTS: dict = {"checks": [], "latency": []}
@@ -64,18 +64,14 @@ def check(name: str):
     return wrap
 
 
-def median_ms(fn, *, warmup: int = 5, min_calls: int = 30, max_s: float = 1.5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    t_end = time.perf_counter() + max_s
-    while len(times) < min_calls or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 2000:
-            break
-    return statistics.median(times) * 1e3
+# at least 30 calls and 1.5 s after 5 warm-up calls (up to 2,000 calls)
+POLICY = TimingPolicy(
+    warmup_reps=5, warmup_s=0.0, min_reps=30, max_reps=2000, min_time_s=1.5, max_time_s=1.5
+)
+
+
+def median_ms(fn) -> float:
+    return measure(fn, POLICY)["p50_ms"]
 
 
 def histories(ids: list, n: int, seed: int, max_len: int) -> list[list]:
@@ -99,6 +95,7 @@ def main() -> None:
         help="cuda; 'cpu' only to dry-run the script on a machine without a GPU",
     )
     args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # the profile check writes there too
 
     import onnxruntime as ort
 
@@ -430,7 +427,6 @@ def main() -> None:
             torch_latency(args.run, args.bundle, one, h50, lat, args.provider)
             return True, {}
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(RESULTS, indent=1, default=str))
     failed = [c["check"] for c in RESULTS["checks"] if not c["pass"]]
     print("\n| engine | provider | precision | call | histories | p50 ms |")

@@ -156,15 +156,20 @@ def ml100k_histories(data_dir: Path, n: int, length: int, seed: int = 0):
 # --- 1: recommend vs PyTorch --------------------------------------------------------------
 
 
+def p50_ratio(num: dict, den: dict, digits: int) -> dict:
+    """``num``'s p50 over ``den``'s, wall-clock and process CPU time."""
+    return {
+        "wall": round(num["p50_ms"] / den["p50_ms"], digits),
+        "cpu": round(num["cpu_p50_ms"] / den["cpu_p50_ms"], digits),
+    }
+
+
 def with_speedups(summary: dict, variants) -> dict:
     """``summary`` plus PyTorch's p50 over each ``runtime_<variant>``'s (wall and CPU)."""
-    torch_ms = summary["torch_eager"]
     for p in variants:
-        ours = summary[f"runtime_{p}"]
-        summary[f"speedup_vs_torch_{p}"] = {
-            "wall": round(torch_ms["p50_ms"] / ours["p50_ms"], 2),
-            "cpu": round(torch_ms["cpu_p50_ms"] / ours["cpu_p50_ms"], 2),
-        }
+        summary[f"speedup_vs_torch_{p}"] = p50_ratio(
+            summary["torch_eager"], summary[f"runtime_{p}"], 2
+        )
     return summary
 
 
@@ -386,13 +391,10 @@ def bench_large(src: Path, work: Path, n: int, histories, repeats: int) -> dict:
         for d, rec in recs.items():
             timer(f"recommend_{d}", rec.recommend, h[0], k=10, behaviours=h[1], timestamps=h[2])
     out = timer.summary()
-    base = out["bare_numpy_matmul_fp32"]
     for d in recs:
-        got = out[f"recommend_{d}"]
-        out[f"ratio_{d}_to_bare_matmul"] = {
-            "wall": round(got["p50_ms"] / base["p50_ms"], 3),
-            "cpu": round(got["cpu_p50_ms"] / base["cpu_p50_ms"], 3),
-        }
+        out[f"ratio_{d}_to_bare_matmul"] = p50_ratio(
+            out[f"recommend_{d}"], out["bare_numpy_matmul_fp32"], 3
+        )
     out["scoring_path"] = {d: r.scoring for d, r in recs.items()}
     out["load_seconds"] = load_s
     out["items"] = n
