@@ -105,19 +105,22 @@ def create_session(
 ) -> ort.InferenceSession:
     """A session over in-memory bytes: no model path, so nothing is read from beside it."""
     options = session_options(threads)
-    with_options = [(p, CUDA_OPTIONS) if p == CUDA else p for p in providers]
-    attempts = [with_options, list(providers)] if CUDA in providers else [list(providers)]
-    for i, attempt in enumerate(attempts):
+
+    def new(requested: list) -> ort.InferenceSession:
+        with warnings.catch_warnings():  # "provider not available": rec.providers says it
+            warnings.simplefilter("ignore")
+            return ort.InferenceSession(model, sess_options=options, providers=requested)
+
+    try:
         try:
-            with warnings.catch_warnings():  # "provider not available": rec.providers says it
-                warnings.simplefilter("ignore")
-                return ort.InferenceSession(model, sess_options=options, providers=attempt)
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            if i + 1 < len(attempts):
-                continue  # an onnxruntime that does not know the CUDA option: without it
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BundleError(f"{name}: onnxruntime cannot load it ({message})") from None
-    raise AssertionError("unreachable")
+            return new([(p, CUDA_OPTIONS) if p == CUDA else p for p in providers])
+        except Exception:
+            if CUDA not in providers:
+                raise
+            return new(list(providers))  # an onnxruntime that does not know the CUDA option
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"{name}: onnxruntime cannot load it ({message})") from None
 
 
 def active_device(session: ort.InferenceSession, plan: ProviderPlan, name: str) -> str:

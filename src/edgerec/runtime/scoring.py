@@ -104,6 +104,12 @@ def eligible_k(catalog: Catalog, k: int, excluded: np.ndarray) -> int:
     return min(k, eligible_count(catalog, excluded))
 
 
+def _best_first(rows: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (rows, scores) sorted by score, best first, ties by the lower row."""
+    order = np.lexsort((rows, -vals), axis=-1)
+    return np.take_along_axis(rows, order, axis=-1), np.take_along_axis(vals, order, axis=-1)
+
+
 def _rank_block(scores: np.ndarray, k: int) -> list[Result]:
     """``top_k`` of each row of a (users, rows) block whose ineligible rows are -inf.
 
@@ -117,9 +123,7 @@ def _rank_block(scores: np.ndarray, k: int) -> list[Result]:
     part = np.argpartition(scores, n - kk, axis=1)[:, n - kk :]
     vals = np.take_along_axis(scores, part, axis=1)
     inexact = np.count_nonzero(scores >= vals.min(axis=1)[:, None], axis=1) > kk
-    order = np.lexsort((part, -vals), axis=-1)
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
+    part, vals = _best_first(part, vals)
     out: list[Result] = []
     for j in range(scores.shape[0]):
         if inexact[j]:
@@ -468,10 +472,8 @@ class OrtTopKScorer:
             io.bind_output("indices", "cpu")
             self._session.run_with_iobinding(io)
             values, indices = io.copy_outputs_to_cpu()
-            # best first, ties by row (as the numpy scorer orders them); -inf = ineligible
-            order = np.lexsort((indices, -values), axis=-1)
-            indices = np.take_along_axis(indices, order, axis=-1)
-            values = np.take_along_axis(values, order, axis=-1)
+            # ties by row (as the numpy scorer orders them); -inf = ineligible
+            indices, values = _best_first(indices, values)
             finite = np.isfinite(values)
             if finite.all():
                 out.extend(zip(indices, values, strict=True))
