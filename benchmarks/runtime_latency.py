@@ -4,11 +4,14 @@ Three measurements (issue 5), each interleaving the contenders call by call so t
 drift of a shared machine hits them alike; medians are reported, nothing is asserted:
 
 1. ``recommend()`` with a history of 50 on the MovieLens 100K bundle at 1 intra-op
-   thread, against the PyTorch model doing the same work in eager mode (user tower +
-   scoring + seen masking + top-k, from prebuilt index tensors and a cached item table,
-   i.e. favourable to PyTorch). Measured twice: call by call (each call starts with
-   caches full of the other contenders' code and data) and "warm", in alternating blocks
-   of 25 consecutive calls per contender (a server answering request after request).
+   thread, against the PyTorch model in eager mode two ways: ``torch_eager`` (user
+   tower + scoring + seen masking + top-k from prebuilt index tensors and a cached item
+   table, i.e. favourable to PyTorch) and ``torch_end_to_end`` (the same behind the
+   runtime's own input handling and result objects: all of recommend()'s work with the
+   engine swapped). Measured twice: call by call in a rotating order (each call starts
+   with caches full of another contender's code and data) and "warm", in alternating
+   blocks of 25 consecutive calls per contender (a server answering request after
+   request). The int8 bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k).
 2. A 1M-item catalog (synthetic vectors around the real ones): ``recommend()`` over
    float32, float16 and int8 item matrices against a bare ``items @ u`` of the float32
    matrix; plus top-k alone (threshold, argpartition, ONNX TopK) over 1M scores.
@@ -174,18 +177,23 @@ def with_speedups(summary: dict, variants) -> dict:
 
 
 def speedup_table(summary: dict, keys) -> list[str]:
-    """Markdown rows of ``keys`` (runtime_* rows get their speed-up cell)."""
+    """Markdown rows of ``keys`` (runtime_* rows get their speed-up cells)."""
+    e2e = "torch_end_to_end" in summary
+    head = (
+        "| path | wall p50 ms | wall p95 ms | CPU p50 ms | speed-up vs torch_eager (wall / CPU) |"
+    )
     lines = [
-        "| path | wall p50 ms | wall p95 ms | CPU p50 ms | speed-up vs PyTorch (wall / CPU) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        head + (" vs torch_end_to_end (wall / CPU) |" if e2e else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if e2e else ""),
     ]
     for key in keys:
-        sp = summary.get(f"speedup_vs_torch_{key[len('runtime_') :]}")
-        cell = f"{sp['wall']}x / {sp['cpu']}x" if key.startswith("runtime_") and sp else ""
         row = summary[key]
-        lines.append(
-            f"| {key} | {row['p50_ms']} | {row['p95_ms']} | {row['cpu_p50_ms']} | {cell} |"
-        )
+        cells = [f"| {key} | {row['p50_ms']} | {row['p95_ms']} | {row['cpu_p50_ms']} |"]
+        variant = key[len("runtime_") :]
+        for prefix in ("speedup_vs_torch_", "speedup_vs_torch_end_to_end_")[: 1 + e2e]:
+            sp = summary.get(prefix + variant) if key.startswith("runtime_") else None
+            cells.append(f" {sp['wall']}x / {sp['cpu']}x |" if sp else "  |")
+        lines.append("".join(cells))
     return lines
 
 
@@ -196,6 +204,8 @@ def bench_recommend(
 
     from edgerec.features import gap_buckets
     from edgerec.runtime import Recommender
+    from edgerec.runtime import inputs as I
+    from edgerec.runtime.results import Recommendation, RecommendationList
     from edgerec.training.checkpoint import load_run
 
     torch.set_num_threads(1)
@@ -203,6 +213,10 @@ def bench_recommend(
         p: Recommender.load(bundle, providers="cpu", threads=1, precision=p)
         for p in ("fp32", "int8")
     }
+    # the same bundle with scoring and top-k apart from the user encoder's run (A/B)
+    recs["int8_unfused"] = Recommender.load(
+        bundle, providers="cpu", threads=1, precision="int8", fuse_topk=False
+    )
     if distilled is not None:  # the student user encoder (PyTorch column: the teacher)
         recs["distilled_int8"] = Recommender.load(
             distilled, providers="cpu", threads=1, precision="int8"
@@ -233,28 +247,71 @@ def bench_recommend(
             scores[0, seen] = -torch.inf
             return torch.topk(scores, 10, dim=1)
 
+    # End to end: the PyTorch model behind the runtime's own input handling and result
+    # objects, i.e. all the work recommend() does, with only the engine swapped.
+    rec8 = recs["int8"]
+    cat = rec8._state_ref.catalog
+    max_len = rec8.manifest.dims.max_len
+
+    def torch_end_to_end(h):
+        p = I.prepare(h[0], h[1], h[2], cat, rec8._behaviours, max_len, False)
+        n = len(p.rows)
+        lengths = np.array([n], np.int64)
+        gaps = gap_buckets(p.timestamps[None, :], lengths)
+        with torch.inference_mode():
+            enc = model.encode_users(
+                torch.from_numpy(p.rows[None, :]),
+                torch.from_numpy(p.behaviours[None, :]),
+                torch.from_numpy(gaps),
+                torch.from_numpy(lengths),
+                item_table=table,
+            )
+            scores = enc.user @ table.T
+            scores[0, 0] = -torch.inf
+            scores[0, torch.from_numpy(p.seen)] = -torch.inf
+            values, rows = torch.topk(scores, 10, dim=1)
+        return RecommendationList(
+            [
+                Recommendation(cat.ids[r], s, cat.titles[r])
+                for r, s in zip(rows[0].tolist(), values[0].tolist(), strict=True)
+            ],
+            gate=float(enc.gate[0]),
+            n_events=p.n_events,
+            n_used=n,
+        )
+
     def runtime(rec, h):
         return rec.recommend(h[0], k=10, behaviours=h[1], timestamps=h[2])
-
-    # the runtime's parts, for the breakdown: user encoder run and scoring + top-k
-    rec8 = recs["int8"]
-    state = rec8._state_ref
-    preps = [rec8._prepare(state.catalog, h[0], h[1], h[2], False) for h in histories]
 
     for i in range(20):  # warm-up
         h = histories[i % len(histories)]
         for rec in recs.values():
             runtime(rec, h)
         torch_recommend(prepared[i % len(prepared)])
+        torch_end_to_end(h)
+    same = sum(torch_end_to_end(h).item_ids == runtime(rec8, h).item_ids for h in histories) / len(
+        histories
+    )
+    # Call by call, in an order that rotates every round: a call right after another
+    # library's starts with caches full of that library's code and data, and with a
+    # fixed order the same contender would always pay for it (runtime_fp32 and
+    # runtime_int8, one graph, differed by 30% that way).
+    contenders = [(f"runtime_{p}", runtime, rec) for p, rec in recs.items()]
+    contenders += [
+        ("torch_eager", torch_recommend, None),
+        ("torch_end_to_end", torch_end_to_end, None),
+    ]
     timer = Timer()
     for i in range(repeats):
         j = i % len(histories)
-        h = histories[j]
-        for p, rec in recs.items():
-            timer(f"runtime_{p}", runtime, rec, h)
-        timer("torch_eager", torch_recommend, prepared[j])
-        users, _, _ = timer("encoder_int8", rec8._encode, state.catalog, [preps[j]])
-        timer("scoring", state.scorer.topk, users, 10, [preps[j].seen])
+        shift = i % len(contenders)
+        for name, fn, rec in contenders[shift:] + contenders[:shift]:
+            if rec is not None:
+                timer(name, fn, rec, histories[j])
+            elif name == "torch_eager":
+                timer(name, fn, prepared[j])
+            else:
+                timer(name, fn, histories[j])
     out = with_speedups(timer.summary(), recs)
     # Warm: the same contenders in blocks of consecutive calls, blocks alternating. Call by
     # call interleaving (above) runs each call right after another library's, with caches
@@ -268,11 +325,20 @@ def bench_recommend(
                 warm(f"runtime_{p}", runtime, rec, histories[(r * block + i) % len(histories)])
         for i in range(block):
             warm("torch_eager", torch_recommend, prepared[(r * block + i) % len(prepared)])
+        for i in range(block):
+            warm("torch_end_to_end", torch_end_to_end, histories[(r * block + i) % len(histories)])
     out["warm"] = with_speedups(warm.summary(), recs)
     out["warm"]["block"] = block
-    out["items"] = recs["int8"].n_items
+    for table_ in (out, out["warm"]):
+        for p in recs:
+            table_[f"speedup_vs_torch_end_to_end_{p}"] = p50_ratio(
+                table_["torch_end_to_end"], table_[f"runtime_{p}"], 2
+            )
+    out["items"] = rec8.n_items
     out["history_length"] = len(histories[0][0])
     out["scoring_path"] = rec8.scoring
+    out["fused_topk"] = {p: r.fused_topk for p, r in recs.items()}
+    out["torch_end_to_end_same_top10_as_runtime_int8"] = round(same, 4)
     return out
 
 
@@ -494,22 +560,30 @@ def markdown(res: dict) -> str:
             "",
         ]
         runtime_keys = [k for k in r if k.startswith("runtime_")]
-        lines += speedup_table(r, [*runtime_keys, "torch_eager", "encoder_int8", "scoring"])
+        torch_keys = [k for k in ("torch_eager", "torch_end_to_end") if k in r]
+        lines += speedup_table(r, [*runtime_keys, *torch_keys])
         if "warm" in r:
             w = r["warm"]
             lines += [
                 "",
                 f"Warm (blocks of {w['block']} consecutive calls per contender, blocks "
-                "alternating; the table above interleaves call by call, so every call starts "
-                "with caches holding the other contenders' code and data):",
+                "alternating; the table above interleaves call by call in a rotating order, "
+                "so every call starts with caches holding another contender's code and data):",
                 "",
             ]
-            lines += speedup_table(w, [*(k for k in w if k.startswith("runtime_")), "torch_eager"])
+            lines += speedup_table(w, [*(k for k in w if k.startswith("runtime_")), *torch_keys])
         lines += [
             "",
-            f"torch_eager: the trained model in eager mode (user tower + scoring + masking + "
-            f"top-k from prebuilt tensors). encoder_int8 and scoring are the parts of "
-            f"runtime_int8 (scoring path: {r['scoring_path']}). runtime_distilled_int8 is the "
+            "torch_eager: the trained model in eager mode (user tower + scoring + masking + "
+            "top-k from prebuilt tensors: the PyTorch side skips the input handling). "
+            "torch_end_to_end: the same model behind the runtime's own input handling "
+            "(ids, behaviours, timestamps -> rows and gap buckets) and result objects, i.e. "
+            "all the work recommend() does with only the engine swapped (same top-10 as "
+            "runtime_int8 for "
+            f"{r.get('torch_end_to_end_same_top10_as_runtime_int8', float('nan')):.0%} of "
+            f"histories). Scoring path: {r['scoring_path']}; runtime_int8_unfused is the "
+            "int8 bundle loaded with fuse_topk=False (scoring and top-k in numpy after the "
+            "user encoder's run instead of inside it). runtime_distilled_int8 is the "
             "distilled student bundle, compared with the same (teacher) PyTorch model.",
             "",
         ]

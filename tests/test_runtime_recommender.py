@@ -516,3 +516,40 @@ def test_random_inputs_raise_only_documented_errors(rec):
         assert len(set(out.item_ids)) == len(out)
 
     check()
+
+
+def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
+    """Lists of plain values take a shortcut in prepare(); tuples take the general path."""
+    from edgerec.runtime import inputs as I
+
+    cat = rec._state_ref.catalog
+    rng = np.random.default_rng(3)
+    behaviour_choices = [None, "4", "5", 4, 3, " 4", "x", 4.0]
+    for trial in range(300):
+        n = int(rng.integers(0, 16))
+        history = rng.integers(95, 145, n).tolist()  # some ids unknown
+        beh = None
+        if trial % 3:
+            pick = rng.integers(0, len(behaviour_choices), n)
+            kinds = rng.integers(0, 3)
+            beh = [behaviour_choices[i] for i in pick]
+            if kinds == 0:
+                beh = [str(int(rng.integers(1, 6))) for _ in range(n)]
+            elif kinds == 1:
+                beh = [int(rng.integers(0, 7)) for _ in range(n)]
+            beh = None if any(b is None for b in beh) else beh
+        ts = np.sort(rng.integers(-(10**6), 10**9, n)).tolist() if trial % 2 else None
+        now = int(rng.integers(0, 2 * 10**9)) if trial % 5 == 0 else None
+        args = (beh, ts, cat, rec._behaviours, rec.max_len, False)
+        fast = I.prepare(history, *args, now=now)
+        general = I.prepare(
+            tuple(history),
+            None if beh is None else tuple(beh),
+            None if ts is None else tuple(ts),
+            *args[2:],
+            now=now,
+        )
+        for name in ("rows", "behaviours", "timestamps", "positions", "seen"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
+        assert fast.unknown == general.unknown and fast.n_events == general.n_events
+        assert fast.request_gap == general.request_gap

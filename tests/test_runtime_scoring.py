@@ -124,13 +124,13 @@ def test_int8_shortlist_error_never_exceeds_its_bound(dim):
     for scale in (0.01, 1.0, 100.0):
         users = (rng.standard_normal((4, dim)) * scale).astype(np.float32)
         users[0, : dim // 2] *= 50  # a batch mate with a far wider range
-        approx = scorer._approx(users).copy()
+        approx = scorer._approx(users)
         for u, a in zip(users, approx, strict=True):
             err = np.abs(a - exact @ u).max()
-            assert err <= scorer.error_bound(u, users)
-        # and the bound is useful: well below the scores of a user quantized alone
+            assert err <= scorer.error_bound(u)
+        # and the bound is useful: well below the scores
         u = users[1]
-        assert scorer.error_bound(u, users[1:2]) < 0.2 * np.abs(exact @ u).max()
+        assert scorer.error_bound(u) < 0.2 * np.abs(exact @ u).max()
 
 
 def test_int8_scorer_with_ties_matches_brute_force():
@@ -144,12 +144,16 @@ def test_int8_scorer_with_ties_matches_brute_force():
 
 
 def test_int8_batch_with_one_long_user_vector_still_gives_exact_top_k_to_the_others():
-    """DynamicQuantizeMatMul quantizes a batch with one range: the bound must use it."""
+    """Users are quantized one by one: a long batch mate must not cost the others."""
     cat = catalog(n=20_000, dim=16, seed=11)
     users = np.random.default_rng(5).standard_normal((4, 16)).astype(np.float32) * 0.05
     users[0] *= 400
     excl = [np.zeros(0, np.int64)] * 4
-    check_against_brute(cat, Int8Scorer(cat, threads=1), users, excl, 10, cat.matrix)
+    scorer = Int8Scorer(cat, threads=1)
+    check_against_brute(cat, scorer, users, excl, 10, cat.matrix)
+    together, _ = scorer._shortlist(users)
+    alone, _ = scorer._shortlist(users[1:2])
+    np.testing.assert_array_equal(together[1], alone[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

@@ -17,20 +17,31 @@ N_GAP_BUCKETS = 2 + GAP_LOG2_BUCKETS
 
 
 def _log2_buckets(seconds: np.ndarray) -> np.ndarray:
-    """2 + floor(log2(1 + s)) clipped to the last bucket; negative gaps count as 0 s."""
-    gaps = np.maximum(seconds, 0).astype(np.float64)
-    return 2 + np.minimum(np.floor(np.log2(1.0 + gaps)), GAP_LOG2_BUCKETS - 1).astype(np.int64)
+    """2 + floor(log2(1 + s)) clipped to the last bucket; negative gaps count as 0 s.
+
+    floor(log2(x)) of x >= 1 is frexp's exponent of x minus one: exact for any float,
+    where ``floor(np.log2(x))`` rounds up just below large powers of two (the clip hides
+    that for x < 2**32, so both give the same buckets; frexp is also the quicker).
+    """
+    x = np.maximum(seconds, 0).astype(np.float64)
+    x += 1.0
+    exponent = np.frexp(x)[1]
+    np.minimum(exponent, GAP_LOG2_BUCKETS, out=exponent)
+    exponent += 1
+    return exponent.astype(np.int64)
 
 
 def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Log-scale bucket of the time since the previous event, per right-padded position."""
     ts = np.asarray(timestamps, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
-    out = np.zeros(ts.shape, dtype=np.int64)
+    out = np.empty(ts.shape, dtype=np.int64)
     if ts.shape[1] == 0:
         return out
     out[:, 0] = GAP_FIRST
-    out[:, 1:] = _log2_buckets(np.diff(ts, axis=1))
+    out[:, 1:] = _log2_buckets(ts[:, 1:] - ts[:, :-1])
+    if ts.shape[0] == 1 and lengths[0] >= ts.shape[1]:  # one history, no padding
+        return out
     positions = np.arange(ts.shape[1])[None, :]
     out[positions >= lengths[:, None]] = GAP_PAD
     return out

@@ -340,3 +340,24 @@ def model(
     out = _int(1, ir_version) + _str(2, "edgerec")
     out += b"".join(_len(8, (_str(1, d) if d else b"") + _int(2, v)) for d, v in opsets.items())
     return out + _len(7, graph)
+
+
+def extend_graph(
+    model_bytes: bytes,
+    nodes: Sequence[bytes],
+    inputs: Sequence[bytes],
+    outputs: Sequence[bytes],
+    *,
+    initializers: Sequence[bytes] = (),
+) -> bytes:
+    """``model_bytes`` with nodes, inputs, outputs and initializers added to its graph.
+
+    Protobuf parsers merge a repeated occurrence of a singular message field into the
+    first (the wire format's documented rule, which ONNX and onnxruntime parse by), so a
+    second ``graph`` field that holds only the additions extends the graph without
+    decoding or re-encoding the model: the bundle's verified bytes stay as they are.
+    """
+    graph = b"".join(_len(1, n) for n in nodes)
+    graph += b"".join(_len(5, t) for t in initializers)
+    graph += b"".join(_len(11, i) for i in inputs) + b"".join(_len(12, o) for o in outputs)
+    return bytes(model_bytes) + _len(7, graph)

@@ -100,16 +100,34 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 CUDA_OPTIONS = {"use_tf32": "0"}
 
 
+# Graph rewrites left out of CPU user-encoder sessions. SkipLayerNormFusion turns the
+# event embedding's Add + LayerNormalization (width 64) into SkipLayerNormalization, whose
+# CPU kernel took ~20 us more per one-history run than the two nodes it replaces
+# (interleaved runs of both sessions, 1 thread, 2-core EPYC; session A/B in
+# benchmarks/runtime_latency.py).
+CPU_USER_ENCODER_DISABLED = ("SkipLayerNormFusion",)
+
+
 def create_session(
-    model: bytes, name: str, providers: Sequence[str], threads: int | None
+    model: bytes,
+    name: str,
+    providers: Sequence[str],
+    threads: int | None,
+    user_encoder: bool = False,
 ) -> ort.InferenceSession:
-    """A session over in-memory bytes: no model path, so nothing is read from beside it."""
+    """A session over in-memory bytes: no model path, so nothing is read from beside it.
+
+    ``user_encoder``: the graph is a user encoder (see ``CPU_USER_ENCODER_DISABLED``).
+    """
     options = session_options(threads)
+    disabled = list(CPU_USER_ENCODER_DISABLED) if user_encoder and providers[0] == CPU else []
 
     def new(requested: list) -> ort.InferenceSession:
         with warnings.catch_warnings():  # "provider not available": rec.providers says it
             warnings.simplefilter("ignore")
-            return ort.InferenceSession(model, sess_options=options, providers=requested)
+            return ort.InferenceSession(
+                model, sess_options=options, providers=requested, disabled_optimizers=disabled
+            )
 
     try:
         try:

@@ -8,6 +8,7 @@ concurrent call sees the catalog entirely before or entirely after an update.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,9 @@ from edgerec.runtime.bundle import (
     read_verified,
 )
 from edgerec.runtime.catalog import Catalog
+from edgerec.runtime.fused import MAX_ROWS as MAX_FUSED_ROWS
+from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
+from edgerec.runtime.fused import add_topk_feeds, fused_graph, ranked, row_bias
 from edgerec.runtime.providers import (
     CPU,
     ProviderPlan,
@@ -84,12 +88,20 @@ class _State:
     catalog: Catalog
     scorer: object
     by_popularity: np.ndarray  # active rows, most popular first (ties by row)
+    bias: np.ndarray | None  # the fused session's row bias (None: no fused scoring)
 
 
-def _state(catalog: Catalog, scorer) -> _State:
+def _state(catalog: Catalog, scorer, fused: bool) -> _State:
     rows = np.flatnonzero(catalog.active)
     order = np.lexsort((rows, -catalog.popularity[rows]))
-    return _State(catalog, scorer, rows[order])
+    bias = row_bias(catalog) if fused and catalog.n_rows <= MAX_FUSED_ROWS else None
+    return _State(catalog, scorer, rows[order], bias)
+
+
+def _check_users(user: np.ndarray) -> None:
+    # one reduction on the usual path: a sum is finite only if every element is
+    if not math.isfinite(float(user.sum())) and not np.isfinite(user).all():
+        raise EdgerecError("the user encoder produced non-finite user vectors")
 
 
 class Recommender:
@@ -108,6 +120,7 @@ class Recommender:
         scoring: str,
         precision_fixed: bool,
         user_encoder: str = "auto",
+        fuse_topk: bool = True,
     ) -> None:
         m = data.manifest
         self.manifest: Manifest = m
@@ -121,14 +134,15 @@ class Recommender:
         )
 
         ue_file = data.graph_files["user_encoder"]
-        session = create_session(data.graph_bytes["user_encoder"], ue_file, plan.requested, threads)
+        ue_blob = data.graph_bytes["user_encoder"]
+        session = create_session(ue_blob, ue_file, plan.requested, threads, user_encoder=True)
         self.device = active_device(session, plan, ue_file)
         precision = data.precision
         if self.device == "cpu" and precision == "fp16" and not precision_fixed:
             alt = self._cpu_variant(data)
             if alt is not None:
-                precision, ue_file, blob = alt
-                session = create_session(blob, ue_file, [CPU], threads)
+                precision, ue_file, ue_blob = alt
+                session = create_session(ue_blob, ue_file, [CPU], threads, user_encoder=True)
         self.precision = precision
         self._table_input = check_user_encoder(session, ue_file, m)
         self._encodable = None if self._table_input else m.dims.n_items + 1
@@ -138,7 +152,7 @@ class Recommender:
         self._user_small: _UserSession | None = None
         if self.device == "cuda" and user_encoder in ("auto", "cpu"):
             alt = self._cpu_variant(data) or (precision, ue_file, data.graph_bytes["user_encoder"])
-            cpu_session = create_session(alt[2], alt[1], [CPU], threads)
+            cpu_session = create_session(alt[2], alt[1], [CPU], threads, user_encoder=True)
             if check_user_encoder(cpu_session, alt[1], m) != self._table_input:
                 raise BundleError(f"{alt[1]}: its inputs differ from {ue_file}'s")
             self._user_small = self._user_session(cpu_session, alt[1], data, "cpu")
@@ -166,7 +180,8 @@ class Recommender:
 
         catalog, scorer = self._build_catalog(data, scoring)
         self.scoring = scorer.kind
-        self._state_ref = _state(catalog, scorer)
+        self._fused = self._fused_session(ue_blob, ue_file, scorer.kind) if fuse_topk else None
+        self._state_ref = _state(catalog, scorer, self._fused is not None)
         self._smoke_test()
 
     # --- construction -----------------------------------------------------------------
@@ -180,6 +195,7 @@ class Recommender:
         precision: str | None = None,
         scoring: str = "auto",
         user_encoder: str = "auto",
+        fuse_topk: bool = True,
     ) -> Recommender:
         """Verify and load a bundle directory.
 
@@ -199,6 +215,11 @@ class Recommender:
           history's 50 sequential LSTM steps are launch-bound on a GPU), on the GPU for
           larger batches; ``"cpu"`` or ``"device"`` force one. Scoring stays on the GPU.
           Ignored on a CPU recommender.
+        - ``fuse_topk``: on a CPU recommender scoring with numpy (catalogs below
+          ``edgerec.runtime.fused.MAX_ROWS`` rows), a single-history ``recommend()``
+          scores and takes the top k inside the user encoder's onnxruntime run
+          (``fused_topk`` says whether it does). The answers are the same; False keeps
+          the two steps apart, for A/B measurements.
 
         Raises ``BundleError`` naming the file for anything wrong with the bundle.
         """
@@ -210,10 +231,19 @@ class Recommender:
             raise ValueError(
                 f"user_encoder must be one of {USER_ENCODER_PLACEMENTS}, got {user_encoder!r}"
             )
+        fuse_topk = I.check_flag(fuse_topk, "fuse_topk")
         plan = plan_providers(providers)
         guess = "cuda" if plan.requested[0] != CPU else "cpu"
         data = load_bundle(path, precision=precision, device=guess)
-        return cls(data, plan, threads, scoring, precision is not None, user_encoder=user_encoder)
+        return cls(
+            data,
+            plan,
+            threads,
+            scoring,
+            precision is not None,
+            user_encoder=user_encoder,
+            fuse_topk=fuse_topk,
+        )
 
     @staticmethod
     def _cpu_variant(data: BundleData) -> tuple[str, str, bytes] | None:
@@ -245,6 +275,29 @@ class Recommender:
             static_table=static,
             direct_table=device == "cpu" and static is None,
             batch=1 if quantized else _ENCODE_BATCH,
+        )
+
+    def _fused_session(self, blob: bytes, file: str, scoring: str) -> _UserSession | None:
+        """The user encoder with scoring and top-k appended (``edgerec.runtime.fused``),
+        for single histories on a CPU recommender that scores float32 rows with numpy."""
+        main = self._user_main
+        if self.device != "cpu" or scoring != "numpy" or not main.direct_table:
+            return None
+        graph = fused_graph(blob) if self._table_input else None
+        if graph is None:
+            return None
+        try:
+            session = create_session(graph, file, [CPU], self.threads, user_encoder=True)
+        except BundleError:  # the graph itself loaded: keep separate scoring
+            return None
+        return _UserSession(
+            session=session,
+            run=fast_run(session),
+            device="cpu",
+            file=file,
+            static_table=None,
+            direct_table=True,
+            batch=1,
         )
 
     def _user_for(self, n_histories: int) -> _UserSession:
@@ -319,6 +372,8 @@ class Recommender:
                     f"{enc.file}: outputs have shapes user {users.shape}, gate {gates.shape}, "
                     f"attention {att.shape}; expected (1, {dim}), (1,), (1, L)"
                 )
+        if self._fused is not None:
+            self._smoke_test_fused(prep)
         if self._text is not None:
             name = self.graph_files["text_encoder"]
             try:
@@ -332,7 +387,34 @@ class Recommender:
                     f"{name}: item_vector has shape {vec.shape}, expected (1, {self.manifest.dims.dim})"
                 )
 
+    def _smoke_test_fused(self, prep: I.Prepared) -> None:
+        """The fused session must answer like separate scoring; if it cannot run or
+        disagrees (an onnxruntime whose TopK orders differently), single calls keep
+        separate scoring and ``fused_topk`` is False."""
+        state = self._state_ref
+        cat = state.catalog
+        k = min(cat.n_rows, 20)
+        try:
+            got_rows, got_scores, _ = self._fused_topk(cat, state.bias, prep, k, _EMPTY)
+            users, _, _ = self._encode_chunk(cat, [prep], len(prep.rows))
+            ((rows, scores),) = state.scorer.topk(users, k, [_EMPTY])
+            same = np.array_equal(rows, got_rows) and np.allclose(
+                scores, got_scores, rtol=1e-5, atol=1e-6
+            )
+        except EdgerecError:
+            raise
+        except Exception:  # onnxruntime's own error types
+            same = False
+        if not same:
+            self._fused = None
+            self._state_ref = _state(cat, state.scorer, False)
+
     # --- properties -------------------------------------------------------------------
+
+    @property
+    def fused_topk(self) -> bool:
+        """Whether single-history calls score inside the user encoder's run (``load``)."""
+        return self._fused is not None
 
     @property
     def n_items(self) -> int:
@@ -364,6 +446,7 @@ class Recommender:
             f"Recommender({str(self.path)!r}, items={self.n_items}, dim={self.dim}, "
             f"precision={self.precision!r}, providers={list(self.providers)}, "
             f"scoring={self.scoring!r}"
+            + (", fused_topk=True" if self._fused is not None else "")
             + (f", user_encoder={self.user_encoder!r})" if self.device == "cuda" else ")")
         )
 
@@ -403,6 +486,13 @@ class Recommender:
         self, cat: Catalog, preps: list[I.Prepared], width: int, enc: _UserSession | None = None
     ):
         enc = enc or self._user_for(len(preps))
+        user, gate, att = enc.run(_USER_OUTPUTS, self._user_feeds(cat, preps, width, enc))
+        _check_users(user)
+        return user, gate.reshape(-1), att
+
+    def _user_feeds(
+        self, cat: Catalog, preps: list[I.Prepared], width: int, enc: _UserSession
+    ) -> dict:
         b = len(preps)
         if b == 1:
             p = preps[0]
@@ -457,10 +547,7 @@ class Recommender:
             local[valid] = np.arange(1, n_used + 1)
             feeds["items"] = local
             feeds["item_table"] = table
-        user, gate, att = enc.run(_USER_OUTPUTS, feeds)
-        if not np.isfinite(user).all():
-            raise EdgerecError("the user encoder produced non-finite user vectors")
-        return user, gate.reshape(-1), att
+        return feeds
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         """Item vectors of ``texts``; batches group texts of similar length, so little
@@ -519,19 +606,36 @@ class Recommender:
             return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
         # the common request, without the batch bookkeeping of _recommend (same answer)
         cat = state.catalog
-        users, gates, _ = self._encode_chunk(cat, [prep], len(prep.rows))
-        ((rows, scores),) = state.scorer.topk(users, k, [prep.seen if exclude_seen else _EMPTY])
+        seen = prep.seen if exclude_seen else _EMPTY
+        if state.bias is not None:
+            rows, scores, gate = self._fused_topk(cat, state.bias, prep, k, seen)
+        else:
+            users, gates, _ = self._encode_chunk(cat, [prep], len(prep.rows))
+            ((rows, scores),) = state.scorer.topk(users, k, [seen])
+            gate = gates[0]
         ids, titles = cat.ids, cat.titles
         return RecommendationList(
             [
                 Recommendation(ids[r], s, titles[r])
                 for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
             ],
-            gate=float(gates[0]),
+            gate=float(gate),
             unknown_items=prep.unknown,
             n_events=prep.n_events,
             n_used=len(prep.rows),
         )
+
+    def _fused_topk(
+        self, cat: Catalog, bias: np.ndarray, prep: I.Prepared, k: int, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.floating]:
+        """(rows, scores, gate) of one history from one run of the fused session."""
+        enc = self._fused
+        feeds = self._user_feeds(cat, [prep], len(prep.rows), enc)
+        add_topk_feeds(feeds, bias, seen, k)
+        values, indices, user, gate = enc.run(FUSED_OUTPUTS, feeds)
+        _check_users(user)
+        rows, scores = ranked(values, indices)
+        return rows, scores, gate.reshape(-1)[0]
 
     def recommend_batch(
         self,
@@ -799,7 +903,9 @@ class Recommender:
                     f"({state.catalog.n_rows} now, {len(keys)} to add)"
                 )
             catalog = state.catalog.append(vectors, keys, ttl)
-            self._state_ref = _state(catalog, state.scorer.with_catalog(catalog))
+            self._state_ref = _state(
+                catalog, state.scorer.with_catalog(catalog), self._fused is not None
+            )
         return len(keys)
 
     @staticmethod
@@ -826,5 +932,7 @@ class Recommender:
             if rows.size == 0:
                 return 0
             catalog = state.catalog.deactivate(rows)
-            self._state_ref = _state(catalog, state.scorer.with_catalog(catalog))
+            self._state_ref = _state(
+                catalog, state.scorer.with_catalog(catalog), self._fused is not None
+            )
         return int(rows.size)

@@ -1,0 +1,100 @@
+"""One onnxruntime run per request: the user encoder with scoring and top-k appended to it.
+
+Why: on a CPU, a single-history ``recommend()`` was a user-encoder run followed by numpy
+scoring, masking of seen and removed rows and a top-k: a dozen numpy calls of a few
+microseconds each, plus their Python, for a 1,682-row catalog that one GEMV scores in
+a few microseconds. Appending the scoring graph to the user encoder does the same work
+in five more nodes of the run the request makes anyway. The bundle's verified bytes are
+not re-encoded: ``onnxproto.extend_graph`` adds a second ``graph`` field, which protobuf
+parsers merge into the first.
+
+Answers equal the numpy scorer's: float32 scores of the same rows, the caller's seen
+rows and the catalog's inactive rows (padding row 0, removed items) at -inf, rows best
+first with ties by the lower row (TopK's specified order; re-sorted on the host
+whenever tied scores come back, as every scorer does), never an ineligible row.
+Used for catalogs of at most ``MAX_ROWS`` rows; above that the numpy scorer's block
+top-k is faster than onnxruntime's TopK (1M scores: 0.55 vs 1.10 ms,
+``benchmarks/runtime_latency.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgerec.runtime import onnxproto as P
+from edgerec.runtime.catalog import Catalog
+from edgerec.runtime.scoring import NEG_INF, _best_first
+
+PREFIX = "edgerec_topk/"
+BIAS = PREFIX + "bias"  # (n_rows,) float32: 0, or -inf where a row may not be returned
+EXCLUDED = PREFIX + "excluded"  # (1, n) int64 rows to mask (row 0 when there are none)
+K = PREFIX + "k"  # (1,) int64, at most n_rows
+VALUES = PREFIX + "values"
+INDICES = PREFIX + "indices"
+OUTPUTS = [VALUES, INDICES, "user", "gate"]
+MAX_ROWS = 1 << 16
+_NO_EXCLUSIONS = np.zeros((1, 1), np.int64)  # row 0: already -inf through the bias
+
+
+def fused_graph(user_graph: bytes) -> bytes | None:
+    """The user encoder (item table as an input) plus scoring and TopK of its user vector.
+
+    None when the graph already uses the names the additions need (then the caller keeps
+    separate scoring): if ``PREFIX`` occurs nowhere in the bytes, no name can hold it.
+    """
+    if PREFIX.encode() in bytes(user_graph):
+        return None
+    p = PREFIX
+    nodes = [
+        P.node("Gemm", ["user", "item_table", BIAS], [p + "scores"], transB=1),
+        P.node("Shape", [EXCLUDED], [p + "excluded_shape"]),
+        P.node("Expand", [p + "neg_inf", p + "excluded_shape"], [p + "excluded_values"]),
+        P.node(
+            "ScatterElements",
+            [p + "scores", EXCLUDED, p + "excluded_values"],
+            [p + "masked"],
+            axis=1,
+        ),
+        P.node("TopK", [p + "masked", K], [VALUES, INDICES], axis=-1),
+    ]
+    return P.extend_graph(
+        user_graph,
+        nodes,
+        [
+            P.value_info(BIAS, P.FLOAT, ["n_rows"]),
+            P.value_info(EXCLUDED, P.INT64, [1, "n_excluded"]),
+            P.value_info(K, P.INT64, [1]),
+        ],
+        [
+            P.value_info(VALUES, P.FLOAT, [1, "k_out"]),
+            P.value_info(INDICES, P.INT64, [1, "k_out"]),
+        ],
+        initializers=[P.tensor(p + "neg_inf", np.full((1, 1), -np.inf, np.float32))],
+    )
+
+
+def row_bias(catalog: Catalog) -> np.ndarray:
+    """0 for rows that may be recommended, -inf for padding and removed rows."""
+    bias = np.zeros(catalog.n_rows, np.float32)
+    bias[catalog.inactive] = NEG_INF
+    bias.flags.writeable = False
+    return bias
+
+
+def add_topk_feeds(feeds: dict, bias: np.ndarray, excluded: np.ndarray, k: int) -> None:
+    """The scoring inputs of one history: ``excluded`` rows (may repeat), top ``k``."""
+    feeds[BIAS] = bias
+    feeds[EXCLUDED] = excluded[None, :] if excluded.size else _NO_EXCLUSIONS
+    feeds[K] = np.array([min(k, bias.shape[0])], np.int64)
+
+
+def ranked(values: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores) of one history from TopK's outputs: best first, ties by row, no
+    ineligible (-inf) rows."""
+    v, r = values[0], indices[0]
+    if v.shape[0] > 1 and (v[1:] == v[:-1]).any():
+        r, v = _best_first(r, v)
+    if v.shape[0] and v[-1] == NEG_INF:  # k reached rows that may not be returned
+        keep = v > NEG_INF
+        r, v = r[keep], v[keep]
+    return r, v

@@ -1,0 +1,138 @@
+"""Scoring and top-k inside the user encoder's run: same answers as scoring them apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from runtime_helpers import make_bundle, rehash
+
+from edgerec.runtime import Recommender
+from edgerec.runtime import onnxproto as P
+from edgerec.runtime.fused import PREFIX, fused_graph, ranked
+
+N = 40  # items 101..140
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("fused") / "b", n_items=N, max_len=10)
+
+
+def pair(bundle: Path) -> tuple[Recommender, Recommender]:
+    fused = Recommender.load(bundle, providers="cpu", threads=1)
+    apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
+    assert fused.fused_topk and not apart.fused_topk
+    return fused, apart
+
+
+def assert_same(a, b) -> None:
+    assert a.item_ids == b.item_ids
+    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-6)
+    assert a.gate == pytest.approx(b.gate, abs=1e-6)
+    assert (a.n_events, a.n_used, a.unknown_items) == (b.n_events, b.n_used, b.unknown_items)
+
+
+def test_fused_topk_answers_like_separate_scoring(bundle):
+    fused, apart = pair(bundle)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(1, 25))  # longer than max_len too
+        history = rng.integers(101, 101 + N, n).tolist()
+        ts = np.sort(rng.integers(0, 10**7, n)).tolist()
+        for k in (1, 7, N - n // 2, N + 5):  # also k beyond the eligible rows
+            for exclude_seen in (True, False):
+                kw = {"k": k, "exclude_seen": exclude_seen, "timestamps": ts}
+                assert_same(fused.recommend(history, **kw), apart.recommend(history, **kw))
+
+
+def test_fused_topk_never_returns_seen_padding_or_removed_items(bundle):
+    fused, apart = pair(bundle)
+    history = [101, 105, 105, 130]
+    removed = [102, 110, 139]
+    for rec in (fused, apart):
+        rec.remove_items(removed)
+    got = fused.recommend(history, k=N)
+    assert len(got) == N - 3 - 3  # 3 distinct seen, 3 removed
+    assert not set(got.item_ids) & (set(history) | set(removed) | {None})
+    assert_same(got, apart.recommend(history, k=N))
+
+
+def test_fused_topk_follows_added_items(bundle):
+    fused, apart = pair(bundle)
+    texts = ["a new item", "another one", "third"]
+    for rec in (fused, apart):
+        rec.add_items([501, 502, 503], texts)
+    history = [101, 120, 133]
+    got = fused.recommend(history, k=N + 3)
+    assert {501, 502, 503} <= set(got.item_ids) and len(got) == N
+    assert_same(got, apart.recommend(history, k=N + 3))
+    fused.remove_items([502])
+    assert 502 not in fused.recommend(history, k=N + 3).item_ids
+
+
+def test_fused_topk_breaks_ties_by_the_lower_row(tmp_path):
+    b = make_bundle(tmp_path / "tied", n_items=N, max_len=10)
+    m = np.load(b / "items.npy")
+    m[10:30] = m[9]  # rows 9..29 (items 109..129) score exactly alike
+    np.save(b / "items.npy", m)
+    rehash(b)
+    fused, apart = pair(b)
+    for history in ([101, 140], [109], [135, 136, 137]):
+        for k in (3, 12, 25, N):
+            got, want = fused.recommend(history, k=k), apart.recommend(history, k=k)
+            assert_same(got, want)
+            tied = [i for i in got.item_ids if 109 <= i <= 129]
+            assert tied == sorted(tied)
+
+
+def test_fused_topk_only_where_numpy_scoring_is_used(bundle, tmp_path):
+    assert Recommender.load(bundle, providers="cpu", scoring="numpy").fused_topk
+    assert not Recommender.load(bundle, providers="cpu", scoring="int8").fused_topk
+    initializer = make_bundle(tmp_path / "init", n_items=N, table="initializer")
+    assert not Recommender.load(initializer, providers="cpu").fused_topk
+    with pytest.raises(ValueError, match="fuse_topk must be True or False"):
+        Recommender.load(bundle, providers="cpu", fuse_topk="yes")
+
+
+def test_fused_graph_refuses_a_graph_that_already_uses_its_names(bundle):
+    blob = (bundle / "user_encoder.onnx").read_bytes()
+    assert fused_graph(blob) is not None
+    taken = P.extend_graph(
+        blob,
+        [P.node("Identity", ["user"], [PREFIX + "values"])],
+        [],
+        [P.value_info(PREFIX + "values", P.FLOAT, None)],
+    )
+    assert fused_graph(taken) is None
+
+
+def test_extend_graph_adds_nodes_and_outputs_that_onnxruntime_runs():
+    base = P.model(
+        [P.node("Identity", ["x"], ["y"])],
+        [P.value_info("x", P.FLOAT, [2])],
+        [P.value_info("y", P.FLOAT, [2])],
+    )
+    extended = P.extend_graph(
+        base,
+        [P.node("Add", ["y", "b"], ["z"])],
+        [P.value_info("b", P.FLOAT, [2])],
+        [P.value_info("z", P.FLOAT, [2])],
+        initializers=[],
+    )
+    sess = ort.InferenceSession(extended, providers=["CPUExecutionProvider"])
+    x, b = np.array([1.0, 2.0], np.float32), np.array([10.0, 20.0], np.float32)
+    y, z = sess.run(["y", "z"], {"x": x, "b": b})
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(z, x + b)
+    assert P.scan_model(extended).inputs.keys() == {"x", "b"}
+
+
+def test_ranked_sorts_ties_by_row_and_drops_ineligible_rows():
+    values = np.array([[3.0, 2.0, 2.0, 2.0, -np.inf, -np.inf]], np.float32)
+    indices = np.array([[7, 9, 4, 6, 0, 2]], np.int64)
+    rows, scores = ranked(values, indices)
+    assert rows.tolist() == [7, 4, 6, 9]
+    assert scores.tolist() == [3.0, 2.0, 2.0, 2.0]
