@@ -8,7 +8,7 @@ drift of a shared machine hits them alike; medians are reported, nothing is asse
    tower + scoring + seen masking + top-k from prebuilt index tensors and a cached item
    table, i.e. favourable to PyTorch) and ``torch_end_to_end`` (the same behind the
    runtime's own input handling and result objects: all of recommend()'s work with the
-   engine swapped). Measured twice: call by call in a rotating order (each call starts
+   engine swapped). Measured twice: call by call in a random order per round (each call starts
    with caches full of another contender's code and data) and "warm", in alternating
    blocks of 25 consecutive calls per contender (a server answering request after
    request). The int8 bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k).
@@ -292,20 +292,21 @@ def bench_recommend(
     same = sum(torch_end_to_end(h).item_ids == runtime(rec8, h).item_ids for h in histories) / len(
         histories
     )
-    # Call by call, in an order that rotates every round: a call right after another
+    # Call by call, in a fresh random order every round: a call right after another
     # library's starts with caches full of that library's code and data, and with a
-    # fixed order the same contender would always pay for it (runtime_fp32 and
-    # runtime_int8, one graph, differed by 30% that way).
+    # fixed (or rotated) order the same contender always follows the same other one
+    # (runtime_fp32 and runtime_int8, one graph, differed by 25-30% that way).
     contenders = [(f"runtime_{p}", runtime, rec) for p, rec in recs.items()]
     contenders += [
         ("torch_eager", torch_recommend, None),
         ("torch_end_to_end", torch_end_to_end, None),
     ]
+    order_rng = np.random.default_rng(0)
     timer = Timer()
     for i in range(repeats):
         j = i % len(histories)
-        shift = i % len(contenders)
-        for name, fn, rec in contenders[shift:] + contenders[:shift]:
+        for c in order_rng.permutation(len(contenders)):
+            name, fn, rec = contenders[c]
             if rec is not None:
                 timer(name, fn, rec, histories[j])
             elif name == "torch_eager":
@@ -338,7 +339,36 @@ def bench_recommend(
     out["history_length"] = len(histories[0][0])
     out["scoring_path"] = rec8.scoring
     out["fused_topk"] = {p: r.fused_topk for p, r in recs.items()}
+    out["user_encoder_graph"] = bench_skip_layer_norm_fusion(rec8, histories, repeats * 4)
     out["torch_end_to_end_same_top10_as_runtime_int8"] = round(same, 4)
+    return out
+
+
+def bench_skip_layer_norm_fusion(rec, histories, repeats: int) -> dict:
+    """The bundle's user encoder alone, with and without onnxruntime's SkipLayerNormFusion
+    (which CPU user-encoder sessions leave out, ``providers.CPU_USER_ENCODER_DISABLED``)."""
+    from edgerec.runtime.providers import create_session
+
+    blob = (rec.path / rec.graph_files["user_encoder"]).read_bytes()
+    sessions = {
+        "default_optimizations": create_session(blob, "ue", ["CPUExecutionProvider"], 1),
+        "without_skip_layer_norm_fusion": create_session(
+            blob, "ue", ["CPUExecutionProvider"], 1, user_encoder=True
+        ),
+    }
+    cat = rec._state_ref.catalog
+    enc = rec._user_for(1)
+    feeds = []
+    for h in histories:
+        p = rec._prepare(cat, h[0], h[1], h[2], False)
+        feeds.append(rec._user_feeds(cat, [p], len(p.rows), enc))
+    outputs = ["user", "gate", "attention"]
+    timer = Timer()
+    for i in range(repeats):
+        for name, sess in sessions.items():
+            timer(name, sess.run, outputs, feeds[i % len(feeds)])
+    out = timer.summary()
+    out["ratio"] = p50_ratio(out["without_skip_layer_norm_fusion"], out["default_optimizations"], 3)
     return out
 
 
@@ -426,6 +456,52 @@ def bench_topk_methods(scores: np.ndarray, repeats: int) -> dict:
     return timer.summary()
 
 
+def bench_shortlist_product(rec, u: np.ndarray, repeats: int) -> dict:
+    """The int8 shortlist's matrix product alone, two ways over the same int8 rows:
+    ``DynamicQuantizeMatMul`` (the fourth session's graph, onnxruntime quantizes the
+    user and scales each column) and the runtime's ``MatMulInteger`` + ``Cast`` + ``Mul``
+    of a user quantized on the host (``scoring._int8_graph``)."""
+    from edgerec.runtime import onnxproto as P
+    from edgerec.runtime.providers import CPU, create_session
+    from edgerec.runtime.scoring import _int8_graph, _quantize_base, quantize_users
+
+    qt, scales, _ = _quantize_base(rec._state_ref.catalog)
+    n = qt.shape[1]
+    dqmm = P.model(
+        [
+            P.node(
+                "DynamicQuantizeMatMul",
+                ["user", "qt", "scale", "zp"],
+                ["scores"],
+                domain="com.microsoft",
+            )
+        ],
+        [P.value_info("user", P.FLOAT, [1, qt.shape[0]])],
+        [P.value_info("scores", P.FLOAT, [1, n])],
+        initializers=[
+            P.tensor("qt", qt),
+            P.tensor("scale", scales),
+            P.tensor("zp", np.zeros(n, np.int8)),
+        ],
+        opsets={"": 17, "com.microsoft": 1},
+    )
+    sessions = {
+        "dynamic_quantize_matmul": (create_session(dqmm, "dqmm", [CPU], 1), "user"),
+        "matmul_integer": (create_session(_int8_graph(qt, scales), "mmi", [CPU], 1), "user_q"),
+    }
+    del qt
+    user = u[None, :].astype(np.float32)
+    codes, _ = quantize_users(user)
+    feeds = {"user": {"user": user}, "user_q": {"user_q": codes}}
+    timer = Timer()
+    for _ in range(repeats):
+        for name, (sess, key) in sessions.items():
+            timer(name, sess.run, ["scores"], feeds[key])
+    out = timer.summary()
+    out["ratio"] = p50_ratio(out["matmul_integer"], out["dynamic_quantize_matmul"], 3)
+    return out
+
+
 def bench_large(src: Path, work: Path, n: int, histories, repeats: int) -> dict:
     from edgerec.runtime import Recommender
 
@@ -481,6 +557,7 @@ def bench_large(src: Path, work: Path, n: int, histories, repeats: int) -> dict:
     out["fp32_auto_vs_exact_numpy"] = agreement("float32", "float32_scoring_numpy")
     out["int8_rows_vs_fp32_rows"] = agreement("int8", "float32_scoring_numpy")
     out["topk_over_1m_scores"] = bench_topk_methods(items32 @ u, max(repeats // 2, 20))
+    out["shortlist_product"] = bench_shortlist_product(recs["float32"], u, max(repeats // 2, 20))
     recs.clear()  # free the matrices before the next section
     return out
 
@@ -559,7 +636,11 @@ def markdown(res: dict) -> str:
             f"## recommend(), history {r['history_length']}, {r['items']} items, 1 intra-op thread",
             "",
         ]
-        runtime_keys = [k for k in r if k.startswith("runtime_")]
+        order = [f"runtime_{p}" for p in r.get("fused_topk", {})]  # the contenders' order
+        runtime_keys = sorted(
+            (k for k in r if k.startswith("runtime_")),
+            key=lambda k: order.index(k) if k in order else len(order),
+        )
         torch_keys = [k for k in ("torch_eager", "torch_end_to_end") if k in r]
         lines += speedup_table(r, [*runtime_keys, *torch_keys])
         if "warm" in r:
@@ -567,11 +648,11 @@ def markdown(res: dict) -> str:
             lines += [
                 "",
                 f"Warm (blocks of {w['block']} consecutive calls per contender, blocks "
-                "alternating; the table above interleaves call by call in a rotating order, "
+                "alternating; the table above interleaves call by call in a random order, "
                 "so every call starts with caches holding another contender's code and data):",
                 "",
             ]
-            lines += speedup_table(w, [*(k for k in w if k.startswith("runtime_")), *torch_keys])
+            lines += speedup_table(w, [*runtime_keys, *torch_keys])
         lines += [
             "",
             "torch_eager: the trained model in eager mode (user tower + scoring + masking + "
@@ -587,6 +668,17 @@ def markdown(res: dict) -> str:
             "distilled student bundle, compared with the same (teacher) PyTorch model.",
             "",
         ]
+        if "user_encoder_graph" in r:
+            ug = r["user_encoder_graph"]
+            lines += [
+                "The int8 bundle's user encoder graph alone, one history per run, interleaved "
+                "(CPU p50): "
+                f"{ug['without_skip_layer_norm_fusion']['cpu_p50_ms']} ms without onnxruntime's "
+                f"SkipLayerNormFusion (what CPU sessions use), "
+                f"{ug['default_optimizations']['cpu_p50_ms']} ms with it (ratio "
+                f"{ug['ratio']['cpu']}).",
+                "",
+            ]
     if "large" in res:
         g = res["large"]
         b = g["bare_numpy_matmul_fp32"]
@@ -618,6 +710,15 @@ def markdown(res: dict) -> str:
             + ".",
             "",
         ]
+        if "shortlist_product" in g:
+            sp = g["shortlist_product"]
+            lines += [
+                f"The int8 shortlist's product alone over the {g['items']:,} int8 rows (CPU "
+                f"p50): MatMulInteger + Cast + Mul {sp['matmul_integer']['cpu_p50_ms']} ms, "
+                f"DynamicQuantizeMatMul {sp['dynamic_quantize_matmul']['cpu_p50_ms']} ms "
+                f"(ratio {sp['ratio']['cpu']}).",
+                "",
+            ]
     if "add_items" in res:
         a = res["add_items"]
         kind = "distilled student" if a["distilled"] else "teacher, not distilled"
