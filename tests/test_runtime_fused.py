@@ -136,3 +136,21 @@ def test_ranked_sorts_ties_by_row_and_drops_ineligible_rows():
     rows, scores = ranked(values, indices)
     assert rows.tolist() == [7, 4, 6, 9]
     assert scores.tolist() == [3.0, 2.0, 2.0, 2.0]
+
+
+def test_a_catalog_grown_past_the_fused_limit_scores_apart(bundle, monkeypatch):
+    import edgerec.runtime.recommender as R
+
+    monkeypatch.setattr(R, "MAX_FUSED_ROWS", N + 3)  # 41 rows now (padding + 40 items)
+    fused, apart = pair(bundle)
+    assert fused._state_ref.bias is not None
+    for rec in (fused, apart):
+        rec.add_items([601, 602, 603, 604], ["one", "two", "three", "four"])
+    assert fused._state_ref.bias is None  # 45 rows: the numpy scorer ranks them
+    history = [101, 120]
+    assert_same(fused.recommend(history, k=N), apart.recommend(history, k=N))
+    for rec in (fused, apart):
+        rec.remove_items([601, 602])
+    got = fused.recommend(history, k=N + 4)
+    assert not {601, 602} & set(got.item_ids)
+    assert_same(got, apart.recommend(history, k=N + 4))

@@ -200,11 +200,11 @@ def _int8_graph(qt: np.ndarray, scale: np.ndarray) -> bytes:
     """Shortlist scores in units of each user's quantization step: the exact integer dot
     products of the quantized user and rows, times each row's scale.
 
-    ``MatMulInteger`` then ``Cast`` and ``Mul`` ran a 1M x 64 catalog in 7.6 ms against
-    11 ms for ``DynamicQuantizeMatMul`` over the same int8 matrix (whose per-column
-    scaling is the slow part), 1 thread on the 2-core EPYC; the user's own scale is left
-    to the host, which compares against thresholds divided by it instead of scaling a
-    million scores.
+    ``MatMulInteger`` then ``Cast`` and ``Mul`` ran a 1M x 64 catalog in 9.2 ms against
+    14.0 ms for ``DynamicQuantizeMatMul`` over the same int8 matrix, 1 thread on the
+    2-core EPYC (``benchmarks/runtime_latency.py``, shortlist product); the user's own
+    scale is left to the host, which compares against thresholds divided by it instead
+    of scaling a million scores.
     """
     dim, n = qt.shape
     return P.model(
