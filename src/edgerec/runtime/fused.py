@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgerec.runtime import onnxproto as P
-from edgerec.runtime.catalog import Catalog
-from edgerec.runtime.scoring import NEG_INF, _best_first
+from edgerec.runtime.scoring import NEG_INF, _best_first, masked_topk_nodes
 
 PREFIX = "edgerec_topk/"
 BIAS = PREFIX + "bias"  # (n_rows,) float32: 0, or -inf where a row may not be returned
@@ -44,19 +43,7 @@ def fused_graph(user_graph: bytes) -> bytes | None:
     """
     if PREFIX.encode() in bytes(user_graph):
         return None
-    p = PREFIX
-    nodes = [
-        P.node("Gemm", ["user", "item_table", BIAS], [p + "scores"], transB=1),
-        P.node("Shape", [EXCLUDED], [p + "excluded_shape"]),
-        P.node("Expand", [p + "neg_inf", p + "excluded_shape"], [p + "excluded_values"]),
-        P.node(
-            "ScatterElements",
-            [p + "scores", EXCLUDED, p + "excluded_values"],
-            [p + "masked"],
-            axis=1,
-        ),
-        P.node("TopK", [p + "masked", K], [VALUES, INDICES], axis=-1),
-    ]
+    nodes = masked_topk_nodes("user", "item_table", BIAS, EXCLUDED, K, VALUES, INDICES, PREFIX)
     return P.extend_graph(
         user_graph,
         nodes,
@@ -69,16 +56,8 @@ def fused_graph(user_graph: bytes) -> bytes | None:
             P.value_info(VALUES, P.FLOAT, [1, "k_out"]),
             P.value_info(INDICES, P.INT64, [1, "k_out"]),
         ],
-        initializers=[P.tensor(p + "neg_inf", np.full((1, 1), -np.inf, np.float32))],
+        initializers=[P.tensor(PREFIX + "neg_inf", np.full((1, 1), -np.inf, np.float32))],
     )
-
-
-def row_bias(catalog: Catalog) -> np.ndarray:
-    """0 for rows that may be recommended, -inf for padding and removed rows."""
-    bias = np.zeros(catalog.n_rows, np.float32)
-    bias[catalog.inactive] = NEG_INF
-    bias.flags.writeable = False
-    return bias
 
 
 def add_topk_feeds(feeds: dict, bias: np.ndarray, excluded: np.ndarray, k: int) -> None:

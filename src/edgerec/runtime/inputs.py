@@ -22,7 +22,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -294,10 +294,12 @@ def prepare(
     ``encodable_rows``: rows at or beyond it (items added after export) cannot be read by
     a user encoder whose item table is baked in; such events are dropped from its input.
     """
+    has_times = timestamps is not None
     if encodable_rows is None and type(history) is list:
-        usual = _prepare_usual(history, behaviours, timestamps, catalog, behaviour_map, max_len)
+        usual = _usual_arrays(history, behaviours, timestamps, catalog, behaviour_map)
         if usual is not None:
-            return _with_request(usual, now, timestamps is not None)
+            request = None if now is None else request_time(now)
+            return _all_known(*usual, max_len, request, has_times)
     values = as_list(history, "history", MAX_HISTORY)
     n = len(values)
     rows, unknown_pos = lookup(values, catalog, "history")
@@ -305,17 +307,7 @@ def prepare(
     ts = timestamps_array(timestamps, n)
     request = None if now is None else request_time(now)
     if not unknown_pos and encodable_rows is None:  # every id known: slices, no masks
-        start = max(0, n - max_len)
-        return Prepared(
-            rows=rows[start:],
-            behaviours=beh[start:],
-            timestamps=ts[start:],
-            positions=np.arange(start, n),
-            seen=rows,
-            unknown=(),
-            n_events=n,
-            request_gap=_request_gap(ts, n, request, timestamps is not None),
-        )
+        return _all_known(rows, beh, ts, max_len, request, has_times)
     unknown = tuple(values[i] for i in unknown_pos)
     if unknown and strict:
         raise UnknownItemError(list(dict.fromkeys(unknown)))
@@ -333,23 +325,46 @@ def prepare(
         seen=seen,
         unknown=unknown,
         n_events=n,
-        request_gap=_request_gap(kept_ts, len(positions), request, timestamps is not None),
+        request_gap=_request_gap(kept_ts, len(positions), request, has_times),
     )
 
 
-def _prepare_usual(
+def _all_known(
+    rows: np.ndarray,
+    beh: np.ndarray,
+    ts: np.ndarray,
+    max_len: int,
+    request: int | None,
+    has_times: bool,
+) -> Prepared:
+    """A history whose ids are all known: its latest ``max_len`` events, by slicing."""
+    n = rows.shape[0]
+    start = max(0, n - max_len)
+    return Prepared(
+        rows=rows[start:],
+        behaviours=beh[start:],
+        timestamps=ts[start:],
+        positions=np.arange(start, n),
+        seen=rows,
+        unknown=(),
+        n_events=n,
+        request_gap=_request_gap(ts, n, request, has_times),
+    )
+
+
+def _usual_arrays(
     history: list,
     behaviours: object,
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
-    max_len: int,
-) -> Prepared | None:
-    """The usual request without the general path's per-argument machinery, or None.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(rows, behaviours, timestamps) of the usual request without the general path's
+    per-argument machinery, or None.
 
     Usual: a list of ids of the catalog's type, all known; behaviours None or a list of
     vocabulary strings (or of ints); timestamps None or a list of in-range int seconds.
-    It answers exactly as the general path does, and returns None for anything else --
+    It gives exactly what the general path does, and returns None for anything else --
     unknown ids, other types, wrong lengths, errors -- which the general path then
     handles and reports. The general path's checks cost about half of a single-history
     ``recommend()``'s Python time (benchmarks/runtime_latency.py).
@@ -391,24 +406,7 @@ def _prepare_usual(
         ts = np.array(timestamps, dtype=np.int64)
     else:
         return None
-    rows = np.array(found, dtype=np.int64)
-    start = max(0, n - max_len)
-    return Prepared(
-        rows=rows[start:],
-        behaviours=beh[start:],
-        timestamps=ts[start:],
-        positions=np.arange(start, n),
-        seen=rows,
-        unknown=(),
-        n_events=n,
-    )
-
-
-def _with_request(prep: Prepared, now: object, has_times: bool) -> Prepared:
-    if now is None:
-        return prep
-    gap = _request_gap(prep.timestamps, len(prep.rows), request_time(now), has_times)
-    return replace(prep, request_gap=gap)
+    return np.array(found, dtype=np.int64), beh, ts
 
 
 def request_time(now: object) -> int:

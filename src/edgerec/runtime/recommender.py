@@ -33,7 +33,7 @@ from edgerec.runtime.bundle import (
 from edgerec.runtime.catalog import Catalog
 from edgerec.runtime.fused import MAX_ROWS as MAX_FUSED_ROWS
 from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
-from edgerec.runtime.fused import add_topk_feeds, fused_graph, ranked, row_bias
+from edgerec.runtime.fused import add_topk_feeds, fused_graph, ranked
 from edgerec.runtime.providers import (
     CPU,
     ProviderPlan,
@@ -51,7 +51,7 @@ from edgerec.runtime.results import (
     RecommendationList,
     UserVector,
 )
-from edgerec.runtime.scoring import Int8Scorer, NumpyScorer, OrtTopKScorer, top_k
+from edgerec.runtime.scoring import Int8Scorer, NumpyScorer, OrtTopKScorer, row_bias, top_k
 from edgerec.runtime.tokenize import TextTokenizer
 
 SCORINGS = ("auto", "numpy", "int8", "ort-topk")
@@ -89,13 +89,6 @@ class _State:
     scorer: object
     by_popularity: np.ndarray  # active rows, most popular first (ties by row)
     bias: np.ndarray | None  # the fused session's row bias (None: no fused scoring)
-
-
-def _state(catalog: Catalog, scorer, fused: bool) -> _State:
-    rows = np.flatnonzero(catalog.active)
-    order = np.lexsort((rows, -catalog.popularity[rows]))
-    bias = row_bias(catalog) if fused and catalog.n_rows <= MAX_FUSED_ROWS else None
-    return _State(catalog, scorer, rows[order], bias)
 
 
 def _check_users(user: np.ndarray) -> None:
@@ -181,7 +174,7 @@ class Recommender:
         catalog, scorer = self._build_catalog(data, scoring)
         self.scoring = scorer.kind
         self._fused = self._fused_session(ue_blob, ue_file, scorer.kind) if fuse_topk else None
-        self._state_ref = _state(catalog, scorer, self._fused is not None)
+        self._state_ref = self._new_state(catalog, scorer)
         self._smoke_test()
 
     # --- construction -----------------------------------------------------------------
@@ -277,13 +270,22 @@ class Recommender:
             batch=1 if quantized else _ENCODE_BATCH,
         )
 
+    def _new_state(self, catalog: Catalog, scorer) -> _State:
+        rows = np.flatnonzero(catalog.active)
+        order = np.lexsort((rows, -catalog.popularity[rows]))
+        bias = None
+        if self._fused is not None and catalog.n_rows <= MAX_FUSED_ROWS:
+            bias = row_bias(catalog)
+            bias.flags.writeable = False  # shared by every call on this snapshot
+        return _State(catalog, scorer, rows[order], bias)
+
     def _fused_session(self, blob: bytes, file: str, scoring: str) -> _UserSession | None:
         """The user encoder with scoring and top-k appended (``edgerec.runtime.fused``),
         for single histories on a CPU recommender that scores float32 rows with numpy."""
-        main = self._user_main
-        if self.device != "cpu" or scoring != "numpy" or not main.direct_table:
+        usable = self._table_input and self._user_main.direct_table
+        if self.device != "cpu" or scoring != "numpy" or not usable:
             return None
-        graph = fused_graph(blob) if self._table_input else None
+        graph = fused_graph(blob)
         if graph is None:
             return None
         try:
@@ -407,7 +409,7 @@ class Recommender:
             same = False
         if not same:
             self._fused = None
-            self._state_ref = _state(cat, state.scorer, False)
+            self._state_ref = self._new_state(cat, state.scorer)
 
     # --- properties -------------------------------------------------------------------
 
@@ -903,9 +905,7 @@ class Recommender:
                     f"({state.catalog.n_rows} now, {len(keys)} to add)"
                 )
             catalog = state.catalog.append(vectors, keys, ttl)
-            self._state_ref = _state(
-                catalog, state.scorer.with_catalog(catalog), self._fused is not None
-            )
+            self._state_ref = self._new_state(catalog, state.scorer.with_catalog(catalog))
         return len(keys)
 
     @staticmethod
@@ -932,7 +932,5 @@ class Recommender:
             if rows.size == 0:
                 return 0
             catalog = state.catalog.deactivate(rows)
-            self._state_ref = _state(
-                catalog, state.scorer.with_catalog(catalog), self._fused is not None
-            )
+            self._state_ref = self._new_state(catalog, state.scorer.with_catalog(catalog))
         return int(rows.size)

@@ -325,10 +325,12 @@ class Int8Scorer:
         buf, steps = self._shortlist(block)
         return buf * steps[:, None]
 
-    def error_bound(self, user: np.ndarray) -> float:
-        """Largest possible |shortlist score - exact score| of any row for ``user``."""
+    def error_bound(self, user: np.ndarray, step: float | None = None) -> float:
+        """Largest possible |shortlist score - exact score| of any row for ``user``;
+        ``step``: the user's quantization step when the caller has it already."""
         max_err, max_l1, max_err2, max_l2 = self._errors
-        step = float(quantize_users(np.asarray(user, np.float32)[None, :])[1][0])
+        if step is None:
+            step = float(quantize_users(np.asarray(user, np.float32)[None, :])[1][0])
         l1 = float(np.abs(user).sum())
         l2 = float(np.sqrt((user * user).sum()))
         by_l1 = max_err * l1 + max_l1 * step
@@ -370,7 +372,8 @@ class Int8Scorer:
                     exact = np.concatenate([exact, sd[cd]])
                 if exact.shape[0] >= kk:
                     kth = np.partition(exact, exact.shape[0] - kk)[exact.shape[0] - kk]
-                    floor = (float(kth) - self.error_bound(u)) / float(steps[j])
+                    step_j = float(steps[j])
+                    floor = (float(kth) - self.error_bound(u, step_j)) / step_j
                     floor -= 1e-5 * abs(floor) + 1e-5  # float32 rounding of sa and floor
                     more = blocks.at_least(floor) if blocks else np.flatnonzero(sa >= floor)
                 else:  # fewer eligible rows than k in the shortlist: take them all
@@ -382,6 +385,33 @@ class Int8Scorer:
                 best = top_k(exact, min(kk, cand.shape[0]))
                 out.append((cand[best], exact[best].astype(np.float32, copy=False)))
         return out
+
+
+def row_bias(catalog: Catalog, dtype=np.float32) -> np.ndarray:
+    """0 for rows that may be recommended, -inf for padding and removed rows."""
+    bias = np.zeros(catalog.n_rows, dtype=dtype)
+    bias[catalog.inactive] = -np.inf
+    return bias
+
+
+def masked_topk_nodes(
+    user: str, items: str, bias: str, excluded: str, k: str, values: str, indices: str, p: str
+) -> list[bytes]:
+    """``user @ items.T + bias``, -inf at each user's ``excluded`` rows, then TopK; the
+    intermediate names start with ``p``, which also needs a ``p + "neg_inf"`` (1, 1)
+    initializer of the scores' type."""
+    return [
+        P.node("Gemm", [user, items, bias], [p + "scores"], transB=1),
+        P.node("Shape", [excluded], [p + "excluded_shape"]),
+        P.node("Expand", [p + "neg_inf", p + "excluded_shape"], [p + "excluded_values"]),
+        P.node(
+            "ScatterElements",
+            [p + "scores", excluded, p + "excluded_values"],
+            [p + "masked"],
+            axis=1,
+        ),
+        P.node("TopK", [p + "masked", k], [values, indices], axis=-1),
+    ]
 
 
 def _topk_graph(dim: int, fp16: bool) -> bytes:
@@ -398,13 +428,7 @@ def _topk_graph(dim: int, fp16: bool) -> bytes:
     if fp16:
         nodes.append(P.node("Cast", ["user"], ["user_h"], to=P.FLOAT16))
         user = "user_h"
-    nodes.append(P.node("Gemm", [user, "items", "bias"], ["scores"], transB=1))
-    nodes.append(P.node("Shape", ["excluded"], ["excluded_shape"]))
-    nodes.append(P.node("Expand", ["neg_inf", "excluded_shape"], ["excluded_values"]))
-    nodes.append(
-        P.node("ScatterElements", ["scores", "excluded", "excluded_values"], ["masked"], axis=1)
-    )
-    nodes.append(P.node("TopK", ["masked", "k"], ["top_raw", "indices"], axis=-1))
+    nodes += masked_topk_nodes(user, "items", "bias", "excluded", "k", "top_raw", "indices", "")
     nodes.append(P.node("Cast", ["top_raw"], ["values"], to=P.FLOAT))
     neg_inf = np.full((1, 1), -np.inf, dtype=np.float16 if fp16 else np.float32)
     return P.model(
@@ -460,9 +484,9 @@ class OrtTopKScorer:
         self._items = _items or ort.OrtValue.ortvalue_from_numpy(
             np.ascontiguousarray(catalog.matrix), device, 0
         )
-        bias = np.zeros(catalog.n_rows, dtype=catalog.matrix.dtype)
-        bias[catalog.inactive] = -np.inf
-        self._bias = ort.OrtValue.ortvalue_from_numpy(bias, device, 0)
+        self._bias = ort.OrtValue.ortvalue_from_numpy(
+            row_bias(catalog, catalog.matrix.dtype), device, 0
+        )
 
     def with_catalog(self, catalog: Catalog) -> OrtTopKScorer:
         same_rows = catalog.n_rows == self.catalog.n_rows and catalog.matrix is self.catalog.matrix
