@@ -133,9 +133,12 @@ def test_extend_graph_adds_nodes_and_outputs_that_onnxruntime_runs():
 def test_ranked_sorts_ties_by_row_and_drops_ineligible_rows():
     values = np.array([[3.0, 2.0, 2.0, 2.0, -np.inf, -np.inf]], np.float32)
     indices = np.array([[7, 9, 4, 6, 0, 2]], np.int64)
-    rows, scores = ranked(values, indices)
-    assert rows.tolist() == [7, 4, 6, 9]
-    assert scores.tolist() == [3.0, 2.0, 2.0, 2.0]
+    assert ranked(values, indices) == ([7, 4, 6, 9], [3.0, 2.0, 2.0, 2.0])
+    # untied scores keep TopK's order; a k past every eligible row returns none of them
+    untied = np.array([[5.5, 1.25, -np.inf]], np.float32), np.array([[3, 1, 0]], np.int64)
+    assert ranked(*untied) == ([3, 1], [5.5, 1.25])
+    nothing = np.full((1, 2), -np.inf, np.float32), np.array([[0, 5]], np.int64)
+    assert ranked(*nothing) == ([], [])
 
 
 def test_a_catalog_grown_past_the_fused_limit_scores_apart(bundle, monkeypatch):

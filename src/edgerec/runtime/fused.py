@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgerec.runtime import onnxproto as P
-from edgerec.runtime.scoring import NEG_INF, _best_first, masked_topk_nodes
+from edgerec.runtime.inputs import int_feed
+from edgerec.runtime.scoring import _best_first, masked_topk_nodes
 
 PREFIX = "edgerec_topk/"
 BIAS = PREFIX + "bias"  # (n_rows,) float32: 0, or -inf where a row may not be returned
@@ -33,6 +34,7 @@ INDICES = PREFIX + "indices"
 OUTPUTS = [VALUES, INDICES, "user", "gate"]
 MAX_ROWS = 1 << 16
 _NO_EXCLUSIONS = np.zeros((1, 1), np.int64)  # row 0: already -inf through the bias
+_NEG_INF = float("-inf")
 
 
 def fused_graph(user_graph: bytes) -> bytes | None:
@@ -64,16 +66,18 @@ def add_topk_feeds(feeds: dict, bias: np.ndarray, excluded: np.ndarray, k: int) 
     """The scoring inputs of one history: ``excluded`` rows (may repeat), top ``k``."""
     feeds[BIAS] = bias
     feeds[EXCLUDED] = excluded[None, :] if excluded.size else _NO_EXCLUSIONS
-    feeds[K] = np.array([min(k, bias.shape[0])], np.int64)
+    feeds[K] = int_feed(min(k, bias.shape[0]))
 
 
-def ranked(values: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, scores) of one history from TopK's outputs: best first, ties by row, no
-    ineligible (-inf) rows."""
-    v, r = values[0], indices[0]
-    if v.shape[0] > 1 and (v[1:] == v[:-1]).any():
-        r, v = _best_first(r, v)
-    if v.shape[0] and v[-1] == NEG_INF:  # k reached rows that may not be returned
-        keep = v > NEG_INF
-        r, v = r[keep], v[keep]
+def ranked(values: np.ndarray, indices: np.ndarray) -> tuple[list[int], list[float]]:
+    """(rows, scores) of one history from TopK's outputs, as lists: best first, ties by
+    row, no ineligible (-inf) rows. Lists, because the caller builds one result per
+    item from them, and the checks on k Python floats cost less than numpy's calls."""
+    v, r = values[0].tolist(), indices[0].tolist()
+    if len(set(v)) < len(v):  # tied scores: make their order the lower row first
+        rows, vals = _best_first(np.array(r, np.int64), np.array(v, np.float64))
+        r, v = rows.tolist(), vals.tolist()
+    if v and v[-1] == _NEG_INF:  # k reached rows that may not be returned
+        keep = [i for i, x in enumerate(v) if x > _NEG_INF]
+        r, v = [r[i] for i in keep], [v[i] for i in keep]
     return r, v

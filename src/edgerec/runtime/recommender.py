@@ -499,7 +499,7 @@ class Recommender:
         if b == 1:
             p = preps[0]
             rows, beh, ts = p.rows[None, :], p.behaviours[None, :], p.timestamps[None, :]
-            lengths = np.array([rows.shape[1]], np.int64)
+            lengths = I.int_feed(rows.shape[1])
         else:
             lengths = np.fromiter((len(p.rows) for p in preps), np.int64, count=b)
             rows = np.zeros((b, width), np.int64)
@@ -510,13 +510,17 @@ class Recommender:
                 rows[j, :n] = p.rows
                 beh[j, :n] = p.behaviours
                 ts[j, :n] = p.timestamps
-        if b == 1 and not ts.any():  # no timestamps: the gaps only depend on the length
+        if b == 1 and not p.timed:  # no timestamps: the gaps only depend on the length
             gaps = self._zero_gaps[:, : rows.shape[1]]
         else:
             gaps = gap_buckets(ts, lengths)
         feeds = {"behaviours": beh, "gaps": gaps, "lengths": lengths}
         if self._request_input:
-            feeds[REQUEST_INPUT] = np.array([p.request_gap for p in preps], np.int64)
+            feeds[REQUEST_INPUT] = (
+                I.int_feed(p.request_gap)
+                if b == 1
+                else np.array([p.request_gap for p in preps], np.int64)
+            )
         if not self._table_input:
             feeds["items"] = rows
         elif enc.direct_table and cat.scale is None and cat.matrix.dtype == np.float32:
@@ -613,15 +617,12 @@ class Recommender:
             rows, scores, gate = self._fused_topk(cat, state.bias, prep, k, seen)
         else:
             users, gates, _ = self._encode_chunk(cat, [prep], len(prep.rows))
-            ((rows, scores),) = state.scorer.topk(users, k, [seen])
-            gate = gates[0]
+            ((found, found_scores),) = state.scorer.topk(users, k, [seen])
+            rows, scores, gate = found.tolist(), found_scores.tolist(), float(gates[0])
         ids, titles = cat.ids, cat.titles
         return RecommendationList(
-            [
-                Recommendation(ids[r], s, titles[r])
-                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
-            ],
-            gate=float(gate),
+            [Recommendation(ids[r], s, titles[r]) for r, s in zip(rows, scores, strict=True)],
+            gate=gate,
             unknown_items=prep.unknown,
             n_events=prep.n_events,
             n_used=len(prep.rows),
@@ -629,7 +630,7 @@ class Recommender:
 
     def _fused_topk(
         self, cat: Catalog, bias: np.ndarray, prep: I.Prepared, k: int, seen: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.floating]:
+    ) -> tuple[list[int], list[float], float]:
         """(rows, scores, gate) of one history from one run of the fused session."""
         enc = self._fused
         feeds = self._user_feeds(cat, [prep], len(prep.rows), enc)
@@ -637,7 +638,7 @@ class Recommender:
         values, indices, user, gate = enc.run(FUSED_OUTPUTS, feeds)
         _check_users(user)
         rows, scores = ranked(values, indices)
-        return rows, scores, gate.reshape(-1)[0]
+        return rows, scores, gate.item(0)
 
     def recommend_batch(
         self,
