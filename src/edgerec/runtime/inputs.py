@@ -417,15 +417,13 @@ def _usual_arrays(
     if behaviours is None:
         beh = behaviour_map.defaults(n)
     elif type(behaviours) is list and len(behaviours) == n:
-        types = set(map(type, behaviours))
-        if types == {str}:
-            codes = list(map(behaviour_map.by_name.get, behaviours))
-            if None in codes:
+        # vocabulary strings: every value found means every value is a str (the keys
+        # are, and only a str equals one), so the lookup is the type check
+        codes = list(map(behaviour_map.by_name.get, behaviours))
+        if None in codes:
+            if set(map(type, behaviours)) != {int}:
                 return None
-        elif types == {int}:
             codes = list(map(behaviour_map.by_int.get, behaviours, itertools.repeat(0, n)))
-        else:
-            return None
         beh = np.array(codes, dtype=np.int64)
     else:
         return None
