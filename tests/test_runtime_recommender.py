@@ -524,7 +524,7 @@ def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
 
     cat = rec._state_ref.catalog
     rng = np.random.default_rng(3)
-    behaviour_choices = [None, "4", "5", 4, 3, " 4", "x", 4.0]
+    behaviour_choices = [None, "4", "5", 4, 3, " 4", "x", 4.0, np.str_("3"), True]
     for trial in range(300):
         n = int(rng.integers(0, 16))
         history = rng.integers(95, 145, n).tolist()  # some ids unknown
@@ -541,14 +541,21 @@ def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
         ts = np.sort(rng.integers(-(10**6), 10**9, n)).tolist() if trial % 2 else None
         now = int(rng.integers(0, 2 * 10**9)) if trial % 5 == 0 else None
         args = (beh, ts, cat, rec._behaviours, rec.max_len, False)
+        try:
+            general = I.prepare(
+                tuple(history),
+                None if beh is None else tuple(beh),
+                None if ts is None else tuple(ts),
+                *args[2:],
+                now=now,
+            )
+        except ValueError as e:  # the shortcut must refuse the same input the same way
+            with pytest.raises(ValueError) as refused:
+                I.prepare(history, *args, now=now)
+            assert str(refused.value) == str(e)
+            continue
         fast = I.prepare(history, *args, now=now)
-        general = I.prepare(
-            tuple(history),
-            None if beh is None else tuple(beh),
-            None if ts is None else tuple(ts),
-            *args[2:],
-            now=now,
-        )
+        assert fast.timed == general.timed == (ts is not None)
         for name in ("rows", "behaviours", "timestamps", "positions", "seen"):
             np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
         assert fast.unknown == general.unknown and fast.n_events == general.n_events
