@@ -157,3 +157,45 @@ def test_a_catalog_grown_past_the_fused_limit_scores_apart(bundle, monkeypatch):
     got = fused.recommend(history, k=N + 4)
     assert not {601, 602} & set(got.item_ids)
     assert_same(got, apart.recommend(history, k=N + 4))
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, bad):
+    """A graph that yields a non-finite user vector (corrupted weights) must raise, fused
+    or not. onnxruntime's activations absorb non-finite inputs, so the vector is spoiled
+    after the run, and the fused scores are recomputed from it as the graph would."""
+    import dataclasses
+
+    from edgerec.errors import EdgerecError
+    from edgerec.runtime.fused import BIAS, EXCLUDED, K
+
+    fused, apart = pair(bundle)
+
+    def spoil_fused(real):
+        def run(names, feeds):
+            values, indices, user, gate = real(names, feeds)
+            user = user.copy()
+            user[0, 1] = bad
+            with np.errstate(invalid="ignore"):
+                scores = user @ feeds["item_table"].T + feeds[BIAS]
+            scores[0, feeds[EXCLUDED][0]] = -np.inf
+            top = np.argsort(-scores[0], kind="stable")[: int(feeds[K][0])]
+            return scores[:, top], top[None, :], user, gate
+
+        return run
+
+    def spoil_apart(real):
+        def run(names, feeds):
+            user, *rest = real(names, feeds)
+            user = user.copy()
+            user[:, 1] = bad
+            return [user, *rest]
+
+        return run
+
+    fused._fused = dataclasses.replace(fused._fused, run=spoil_fused(fused._fused.run))
+    apart._user_main = dataclasses.replace(apart._user_main, run=spoil_apart(apart._user_main.run))
+    for rec in (fused, apart):
+        for k in (1, 5, N):
+            with pytest.raises(EdgerecError, match="non-finite user vectors"):
+                rec.recommend([101, 103], k=k)

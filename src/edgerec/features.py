@@ -33,7 +33,7 @@ def _log2_buckets(seconds: np.ndarray) -> np.ndarray:
     near large powers of two) and one numpy call, where the float route (clip, cast,
     frexp, clip, shift) took five -- a per-request cost on the runtime's hot path.
     """
-    return np.searchsorted(_BUCKET_EDGES, seconds, side="right").astype(np.int64, copy=False)
+    return _BUCKET_EDGES.searchsorted(seconds, side="right").astype(np.int64, copy=False)
 
 
 def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if ts.shape[1] == 0:
         return out
     out[:, 0] = GAP_FIRST
-    out[:, 1:] = np.searchsorted(_BUCKET_EDGES, ts[:, 1:] - ts[:, :-1], side="right")
+    out[:, 1:] = _BUCKET_EDGES.searchsorted(ts[:, 1:] - ts[:, :-1], side="right")
     if ts.shape[0] == 1 and lengths[0] >= ts.shape[1]:  # one history, no padding
         return out
     positions = np.arange(ts.shape[1])[None, :]

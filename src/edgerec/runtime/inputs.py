@@ -299,7 +299,7 @@ class Prepared(NamedTuple):
     rows: np.ndarray  # dense rows of the known events the model reads (latest max_len)
     behaviours: np.ndarray
     timestamps: np.ndarray
-    positions: np.ndarray  # index in the caller's history of each row
+    positions: np.ndarray | range  # index in the caller's history of each row
     seen: np.ndarray  # rows of every known event of the history (may repeat)
     unknown: tuple  # unknown ids as given, in order
     n_events: int
@@ -374,11 +374,15 @@ def _all_known(
     """A history whose ids are all known: its latest ``max_len`` events, by slicing."""
     n = rows.shape[0]
     start = max(0, n - max_len)
+    if start:
+        kept, beh, kept_ts = rows[start:], beh[start:], ts[start:]
+    else:  # the usual history fits: no views to make
+        kept, kept_ts = rows, ts
     return Prepared(
-        rows=rows[start:],
-        behaviours=beh[start:],
-        timestamps=ts[start:],
-        positions=np.arange(start, n),
+        rows=kept,
+        behaviours=beh,
+        timestamps=kept_ts,
+        positions=range(start, n),
         seen=rows,
         unknown=(),
         n_events=n,
