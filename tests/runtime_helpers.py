@@ -295,3 +295,51 @@ def real_tiny_bundle(root: Path) -> Path:
         make_tiny_bundle(out, precisions=("fp32", "int8"))
         _REAL["bundle"] = out
     return _REAL["bundle"]
+
+
+def random_usual_requests(rng: np.random.Generator, ids: list, vocab: list, max_len: int, n: int):
+    """``n`` (history, recommend kwargs) of the usual kind (``inputs.usual_stack``): lists
+    of known ids (repeats, histories past ``max_len``), behaviours None or lists of
+    vocabulary strings or ints, timestamps None or sorted (or not) int lists, ``now``
+    None, an int or a float, any k and exclude_seen."""
+    for i in range(n):
+        length = int(rng.integers(1, 2 * max_len + 3))
+        history = [ids[j] for j in rng.integers(0, len(ids), length)]
+        kw: dict = {"k": int(rng.choice([1, 3, 10, len(ids) + 5])), "exclude_seen": bool(i % 2)}
+        pick = i % 3
+        if pick == 1:
+            kw["behaviours"] = [vocab[j] for j in rng.integers(0, len(vocab), length)]
+        elif pick == 2:
+            kw["behaviours"] = [int(b) for b in rng.integers(0, 7, length)]
+        if i % 4:
+            ts = rng.integers(0, 10**8, length)
+            kw["timestamps"] = (np.sort(ts) if i % 5 else ts).tolist()
+        if i % 6 == 0:
+            last = kw.get("timestamps", [0])[-1]
+            kw["now"] = last + int(rng.integers(-10, 10**6)) + (0.5 if i % 12 == 0 else 0)
+        yield history, kw
+
+
+def assert_same(a, b) -> None:
+    """Two RecommendationLists agree: ids, scores (float tolerance), gate, counts."""
+    from pytest import approx as _approx
+
+    assert a.item_ids == b.item_ids
+    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-6)
+    assert a.gate == _approx(b.gate, abs=1e-6)
+    assert (a.n_events, a.n_used, a.unknown_items) == (b.n_events, b.n_used, b.unknown_items)
+
+
+def assert_usual_path_answers_like_the_general_path(fused, apart, ids, n: int) -> None:
+    """The usual request's own path (one array, one fused run) against separate scoring
+    and against the fused general path (a tuple history takes it)."""
+    rng = np.random.default_rng(7)
+    vocab = list(fused.manifest.behaviour_vocab)
+    for history, kw in random_usual_requests(rng, ids, vocab, fused.max_len, n):
+        state = fused._state_ref
+        args = (kw.get("behaviours"), kw.get("timestamps"), kw["k"], kw["exclude_seen"])
+        fast = fused._recommend_usual(state, history, *args, kw.get("now"))
+        assert fast is not None, (history, kw)  # the request did take the usual path
+        for other in (apart.recommend(history, **kw), fused.recommend(tuple(history), **kw)):
+            assert_same(fast, other)
+            assert fast.fallback is None and other.fallback is None

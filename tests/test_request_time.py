@@ -169,3 +169,14 @@ def test_user_distillation_feeds_the_request_times_to_teacher_and_student(world,
     student, report = distill_user_encoder(loaded.model, split, config=tiny_distill_config())
     assert student.cfg.request_time and calls and all(calls)
     assert report["student_test_ndcg@10"] >= 0.0
+
+
+def test_the_usual_request_path_answers_like_the_general_path_with_the_request_time(world):
+    from runtime_helpers import assert_usual_path_answers_like_the_general_path
+
+    bundle, ds, *_ = world
+    fused = Recommender.load(bundle, providers="cpu", threads=1)
+    apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
+    assert fused.fused_topk and fused._request_input
+    ids = [int(i) for i in ds.catalog.item_ids]
+    assert_usual_path_answers_like_the_general_path(fused, apart, ids, 120)

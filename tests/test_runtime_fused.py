@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from runtime_helpers import make_bundle, rehash
+from runtime_helpers import (
+    assert_same,
+    assert_usual_path_answers_like_the_general_path,
+    make_bundle,
+    rehash,
+)
 
 from edgerec.runtime import Recommender
 from edgerec.runtime import onnxproto as P
@@ -26,13 +31,6 @@ def pair(bundle: Path) -> tuple[Recommender, Recommender]:
     apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
     assert fused.fused_topk and not apart.fused_topk
     return fused, apart
-
-
-def assert_same(a, b) -> None:
-    assert a.item_ids == b.item_ids
-    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-6)
-    assert a.gate == pytest.approx(b.gate, abs=1e-6)
-    assert (a.n_events, a.n_used, a.unknown_items) == (b.n_events, b.n_used, b.unknown_items)
 
 
 def test_fused_topk_answers_like_separate_scoring(bundle):
@@ -199,3 +197,8 @@ def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, b
         for k in (1, 5, N):
             with pytest.raises(EdgerecError, match="non-finite user vectors"):
                 rec.recommend([101, 103], k=k)
+
+
+def test_the_usual_request_path_answers_like_the_general_path(bundle):
+    fused, apart = pair(bundle)
+    assert_usual_path_answers_like_the_general_path(fused, apart, list(range(101, 101 + N)), 240)

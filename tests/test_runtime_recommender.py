@@ -525,6 +525,7 @@ def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
     cat = rec._state_ref.catalog
     rng = np.random.default_rng(3)
     behaviour_choices = [None, "4", "5", 4, 3, " 4", "x", 4.0, np.str_("3"), True]
+    with_gaps = 0
     for trial in range(300):
         n = int(rng.integers(0, 16))
         history = rng.integers(95, 145, n).tolist()  # some ids unknown
@@ -556,7 +557,15 @@ def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
             continue
         fast = I.prepare(history, *args, now=now)
         assert fast.timed == general.timed == (ts is not None)
+        if fast.gaps is not None:  # precomputed buckets of the kept events
+            from edgerec.features import gap_buckets
+
+            kept = general.timestamps[None, :]
+            want = gap_buckets(kept, np.array([kept.shape[1]]))
+            np.testing.assert_array_equal(fast.gaps, want)
+            with_gaps += 1
         for name in ("rows", "behaviours", "timestamps", "positions", "seen"):
             np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
         assert fast.unknown == general.unknown and fast.n_events == general.n_events
         assert fast.request_gap == general.request_gap
+    assert with_gaps > 20

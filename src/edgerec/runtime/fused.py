@@ -33,7 +33,7 @@ VALUES = PREFIX + "values"
 INDICES = PREFIX + "indices"
 OUTPUTS = [VALUES, INDICES, "user", "gate"]
 MAX_ROWS = 1 << 16
-_NO_EXCLUSIONS = np.zeros((1, 1), np.int64)  # row 0: already -inf through the bias
+NO_EXCLUSIONS = np.zeros((1, 1), np.int64)  # row 0: already -inf through the bias
 _NEG_INF = float("-inf")
 
 
@@ -65,7 +65,7 @@ def fused_graph(user_graph: bytes) -> bytes | None:
 def add_topk_feeds(feeds: dict, bias: np.ndarray, excluded: np.ndarray, k: int) -> None:
     """The scoring inputs of one history: ``excluded`` rows (may repeat), top ``k``."""
     feeds[BIAS] = bias
-    feeds[EXCLUDED] = excluded[None, :] if excluded.size else _NO_EXCLUSIONS
+    feeds[EXCLUDED] = excluded[None, :] if excluded.size else NO_EXCLUSIONS
     feeds[K] = int_feed(min(k, bias.shape[0]))
 
 

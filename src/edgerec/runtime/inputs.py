@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgerec.errors import UnknownItemError
-from edgerec.features import GAP_PAD, request_gap_buckets
+from edgerec.features import GAP_PAD, history_gap_buckets, request_gap_buckets
 from edgerec.runtime.catalog import Catalog
 
 MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
@@ -305,6 +305,7 @@ class Prepared(NamedTuple):
     n_events: int
     request_gap: int = GAP_PAD  # bucket of the time from the last event to ``now``
     timed: bool = True  # False: no timestamps were given (every gap is a zero gap)
+    gaps: np.ndarray | None = None  # (1, len(rows)) gap buckets, when already computed
 
 
 def prepare(
@@ -332,7 +333,7 @@ def prepare(
         usual = _usual_arrays(history, behaviours, timestamps, catalog, behaviour_map)
         if usual is not None:
             request = None if now is None else request_time(now)
-            return _all_known(*usual, max_len, request, has_times)
+            return _all_known(*usual[:3], max_len, request, has_times, usual[3])
     values = as_list(history, "history", MAX_HISTORY)
     n = len(values)
     rows, unknown_pos = lookup(values, catalog, "history")
@@ -358,7 +359,7 @@ def prepare(
         seen=seen,
         unknown=unknown,
         n_events=n,
-        request_gap=_request_gap(kept_ts, len(positions), request, has_times),
+        request_gap=request_gap_bucket(kept_ts, len(positions), request, has_times),
         timed=has_times,
     )
 
@@ -370,14 +371,20 @@ def _all_known(
     max_len: int,
     request: int | None,
     has_times: bool,
+    seconds: np.ndarray | None = None,
 ) -> Prepared:
-    """A history whose ids are all known: its latest ``max_len`` events, by slicing."""
+    """A history whose ids are all known: its latest ``max_len`` events, by slicing.
+
+    ``seconds``: (1, n) time since each event's predecessor, when the caller has it; the
+    kept events' gap buckets then come from it (their first is the first kept event's).
+    """
     n = rows.shape[0]
     start = max(0, n - max_len)
     if start:
         kept, beh, kept_ts = rows[start:], beh[start:], ts[start:]
     else:  # the usual history fits: no views to make
         kept, kept_ts = rows, ts
+    gaps = None if seconds is None else history_gap_buckets(seconds[:, start:])
     return Prepared(
         rows=kept,
         behaviours=beh,
@@ -386,27 +393,34 @@ def _all_known(
         seen=rows,
         unknown=(),
         n_events=n,
-        request_gap=_request_gap(ts, n, request, has_times),
+        request_gap=request_gap_bucket(ts, n, request, has_times),
         timed=has_times,
+        gaps=gaps,
     )
 
 
-def _usual_arrays(
+def usual_stack(
     history: list,
     behaviours: object,
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(rows, behaviours, timestamps) of the usual request without the general path's
-    per-argument machinery, or None.
+) -> np.ndarray | None:
+    """The usual request as one (m, n) int64 array, or None for anything else.
+
+    Rows: the catalog rows of the history; the behaviour codes, if behaviours were
+    given; the timestamps and each event's predecessor's (the first event's own), if
+    timestamps were given -- so the gaps are one subtraction.
 
     Usual: a list of ids of the catalog's type, all known; behaviours None or a list of
     vocabulary strings (or of ints); timestamps None or a list of in-range int seconds.
-    It gives exactly what the general path does, and returns None for anything else --
-    unknown ids, other types, wrong lengths, errors -- which the general path then
-    handles and reports. The general path's checks cost about half of a single-history
-    ``recommend()``'s Python time (benchmarks/runtime_latency.py).
+    It gives exactly what the general path does, and None for anything else -- unknown
+    ids, other types, wrong lengths, errors -- which the general path then handles and
+    reports. Why: the general path's per-argument checks cost about half of a
+    single-history ``recommend()``'s Python time, and each distinct numpy operation after
+    the model's run pays again for the caches that run took, so the given lists become
+    one array in one call (benchmarks/runtime_latency.py; an interleaved A/B of a lean
+    request path against the general one measured 9%).
     """
     n = len(history)
     if n == 0 or n > MAX_HISTORY:
@@ -418,8 +432,9 @@ def _usual_arrays(
     found = list(map(index.base.get if not index.delta else index.get, history))
     if None in found:
         return None
+    given = [found]
     if behaviours is None:
-        beh = behaviour_map.defaults(n)
+        pass
     elif type(behaviours) is list and len(behaviours) == n:
         # vocabulary strings: every value found means every value is a str (the keys
         # are, and only a str equals one), so the lookup is the type check
@@ -428,11 +443,11 @@ def _usual_arrays(
             if set(map(type, behaviours)) != {int}:
                 return None
             codes = list(map(behaviour_map.by_int.get, behaviours, itertools.repeat(0, n)))
-        beh = np.array(codes, dtype=np.int64)
+        given.append(codes)
     else:
         return None
     if timestamps is None:
-        ts = zero_times(n)
+        pass
     elif (
         type(timestamps) is list
         and len(timestamps) == n
@@ -440,10 +455,29 @@ def _usual_arrays(
         and max(timestamps) < _TS_LIMIT
         and min(timestamps) > -_TS_LIMIT
     ):
-        ts = np.array(timestamps, dtype=np.int64)
+        given += [timestamps, timestamps[:1] + timestamps[:-1]]
     else:
         return None
-    return np.array(found, dtype=np.int64), beh, ts
+    return np.array(given, dtype=np.int64)
+
+
+def _usual_arrays(
+    history: list,
+    behaviours: object,
+    timestamps: object,
+    catalog: Catalog,
+    behaviour_map: BehaviourMap,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(rows, behaviours, timestamps, (1, n) seconds since each previous event or None
+    without timestamps) of the usual request (``usual_stack``), or None."""
+    arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map)
+    if arr is None:
+        return None
+    n = arr.shape[1]
+    beh = arr[1] if behaviours is not None else behaviour_map.defaults(n)
+    if timestamps is None:
+        return arr[0], beh, zero_times(n), None
+    return arr[0], beh, arr[-2], arr[-2:-1] - arr[-1:]
 
 
 def request_time(now: object) -> int:
@@ -458,7 +492,7 @@ def request_time(now: object) -> int:
     return int(math.floor(f)) if isinstance(now, float | np.floating) else int(now)
 
 
-def _request_gap(ts: np.ndarray, n: int, now: int | None, has_times: bool) -> int:
+def request_gap_bucket(ts: np.ndarray, n: int, now: int | None, has_times: bool) -> int:
     if now is None or not has_times or n == 0:
         return GAP_PAD
     return int(request_gap_buckets(ts[n - 1 : n], np.array([now]))[0])
