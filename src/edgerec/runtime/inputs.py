@@ -163,7 +163,7 @@ def lookup(values: list, catalog: Catalog, name: str) -> tuple[np.ndarray, list[
         if index.delta:
             rows = [index.get(x, -1) for x in values]
         else:
-            rows = list(map(index.base.get, values, itertools.repeat(-1, len(values))))
+            rows = list(map(index.base_get, values, itertools.repeat(-1, len(values))))
     else:
         rows = [
             index.get(_id_key(x, catalog.id_type, f"{name}[{i}]"), -1) for i, x in enumerate(values)
@@ -429,7 +429,7 @@ def usual_stack(
     if set(map(type, history)) != {kind}:
         return None
     index = catalog.index
-    found = list(map(index.base.get if not index.delta else index.get, history))
+    found = list(map(index.base_get if not index.delta else index.get, history))
     if None in found:
         return None
     given = [found]
