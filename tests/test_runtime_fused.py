@@ -202,3 +202,10 @@ def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, b
 def test_the_usual_request_path_answers_like_the_general_path(bundle):
     fused, apart = pair(bundle)
     assert_usual_path_answers_like_the_general_path(fused, apart, list(range(101, 101 + N)), 240)
+
+
+@pytest.mark.parametrize("behaviours", [[[4], [5]], [{"a": 1}, "4"], ["4", bytearray(b"4")]])
+def test_unhashable_behaviours_are_a_value_error_naming_them_on_every_path(bundle, behaviours):
+    for rec in pair(bundle):
+        with pytest.raises(ValueError, match="behaviours"):
+            rec.recommend([101, 102], behaviours=behaviours)

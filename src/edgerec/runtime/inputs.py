@@ -438,7 +438,10 @@ def usual_stack(
     elif type(behaviours) is list and len(behaviours) == n:
         # vocabulary strings: every value found means every value is a str (the keys
         # are, and only a str equals one), so the lookup is the type check
-        codes = list(map(behaviour_map.by_name.get, behaviours))
+        try:
+            codes = list(map(behaviour_map.by_name.get, behaviours))
+        except TypeError:  # an unhashable value: the general path names it
+            return None
         if None in codes:
             if set(map(type, behaviours)) != {int}:
                 return None
