@@ -33,7 +33,10 @@ def _log2_buckets(seconds: np.ndarray) -> np.ndarray:
     near large powers of two) and one numpy call, where the float route (clip, cast,
     frexp, clip, shift) took five -- a per-request cost on the runtime's hot path.
     """
-    return _BUCKET_EDGES.searchsorted(seconds, side="right").astype(np.int64, copy=False)
+    out = _BUCKET_EDGES.searchsorted(seconds, side="right")
+    if out.dtype != np.int64:  # intp: int64 on 64-bit platforms, where this is no copy
+        out = out.astype(np.int64)
+    return out
 
 
 def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -44,7 +47,7 @@ def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     if ts.shape[1] == 0:
         return out
     out[:, 0] = GAP_FIRST
-    out[:, 1:] = _BUCKET_EDGES.searchsorted(ts[:, 1:] - ts[:, :-1], side="right")
+    out[:, 1:] = _log2_buckets(ts[:, 1:] - ts[:, :-1])
     if ts.shape[0] == 1 and lengths[0] >= ts.shape[1]:  # one history, no padding
         return out
     positions = np.arange(ts.shape[1])[None, :]
@@ -56,9 +59,7 @@ def history_gap_buckets(seconds: np.ndarray) -> np.ndarray:
     """``gap_buckets`` of one unpadded history from its per-event gaps in seconds (any
     shape; the first entry along the last axis is ignored: the first event gets
     ``GAP_FIRST``). For a caller that already holds the gaps, one searchsorted."""
-    out = _BUCKET_EDGES.searchsorted(seconds, side="right")
-    if out.dtype != np.int64:  # intp: int64 on 64-bit platforms, where this is no copy
-        out = out.astype(np.int64)
+    out = _log2_buckets(seconds)
     if out.shape[-1]:
         out[..., 0] = GAP_FIRST
     return out

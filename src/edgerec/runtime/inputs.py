@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgerec.errors import UnknownItemError
-from edgerec.features import GAP_PAD, history_gap_buckets, request_gap_buckets
+from edgerec.features import GAP_PAD, request_gap_buckets
 from edgerec.runtime.catalog import Catalog
 
 MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
@@ -305,7 +305,6 @@ class Prepared(NamedTuple):
     n_events: int
     request_gap: int = GAP_PAD  # bucket of the time from the last event to ``now``
     timed: bool = True  # False: no timestamps were given (every gap is a zero gap)
-    gaps: np.ndarray | None = None  # (1, len(rows)) gap buckets, when already computed
 
 
 def prepare(
@@ -333,7 +332,7 @@ def prepare(
         usual = _usual_arrays(history, behaviours, timestamps, catalog, behaviour_map)
         if usual is not None:
             request = None if now is None else request_time(now)
-            return _all_known(*usual[:3], max_len, request, has_times, usual[3])
+            return _all_known(*usual, max_len, request, has_times)
     values = as_list(history, "history", MAX_HISTORY)
     n = len(values)
     rows, unknown_pos = lookup(values, catalog, "history")
@@ -371,20 +370,14 @@ def _all_known(
     max_len: int,
     request: int | None,
     has_times: bool,
-    seconds: np.ndarray | None = None,
 ) -> Prepared:
-    """A history whose ids are all known: its latest ``max_len`` events, by slicing.
-
-    ``seconds``: (1, n) time since each event's predecessor, when the caller has it; the
-    kept events' gap buckets then come from it (their first is the first kept event's).
-    """
+    """A history whose ids are all known: its latest ``max_len`` events, by slicing."""
     n = rows.shape[0]
     start = max(0, n - max_len)
     if start:
         kept, beh, kept_ts = rows[start:], beh[start:], ts[start:]
     else:  # the usual history fits: no views to make
         kept, kept_ts = rows, ts
-    gaps = None if seconds is None else history_gap_buckets(seconds[:, start:])
     return Prepared(
         rows=kept,
         behaviours=beh,
@@ -395,7 +388,6 @@ def _all_known(
         n_events=n,
         request_gap=request_gap_bucket(ts, n, request, has_times),
         timed=has_times,
-        gaps=gaps,
     )
 
 
@@ -470,17 +462,14 @@ def _usual_arrays(
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """(rows, behaviours, timestamps, (1, n) seconds since each previous event or None
-    without timestamps) of the usual request (``usual_stack``), or None."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(rows, behaviours, timestamps) of the usual request (``usual_stack``), or None."""
     arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map)
     if arr is None:
         return None
     n = arr.shape[1]
     beh = arr[1] if behaviours is not None else behaviour_map.defaults(n)
-    if timestamps is None:
-        return arr[0], beh, zero_times(n), None
-    return arr[0], beh, arr[-2], arr[-2:-1] - arr[-1:]
+    return arr[0], beh, arr[-2] if timestamps is not None else zero_times(n)
 
 
 def request_time(now: object) -> int:

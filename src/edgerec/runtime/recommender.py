@@ -100,6 +100,12 @@ def _check_users(user: np.ndarray) -> None:
         raise EdgerecError("the user encoder produced non-finite user vectors")
 
 
+def _recommendations(cat: Catalog, rows: list[int], scores: list[float]) -> list:
+    """``Recommendation`` of each (row, score), in order."""
+    ids, titles = cat.ids, cat.titles
+    return [Recommendation(ids[r], s, titles[r]) for r, s in zip(rows, scores, strict=True)]
+
+
 class Recommender:
     """Next-item recommendations from an edgerec bundle with onnxruntime and numpy only.
 
@@ -518,8 +524,6 @@ class Recommender:
                 ts[j, :n] = p.timestamps
         if b == 1 and not p.timed:  # no timestamps: the gaps only depend on the length
             gaps = self._zero_gaps[:, : rows.shape[1]]
-        elif b == 1 and p.gaps is not None:
-            gaps = p.gaps
         else:
             gaps = gap_buckets(ts, lengths)
         feeds = {"behaviours": beh, "gaps": gaps, "lengths": lengths}
@@ -633,9 +637,8 @@ class Recommender:
             users, gates, _ = self._encode_chunk(cat, [prep], len(prep.rows))
             ((found, found_scores),) = state.scorer.topk(users, k, [seen])
             rows, scores, gate = found.tolist(), found_scores.tolist(), float(gates[0])
-        ids, titles = cat.ids, cat.titles
         return RecommendationList(
-            [Recommendation(ids[r], s, titles[r]) for r, s in zip(rows, scores, strict=True)],
+            _recommendations(cat, rows, scores),
             gate=gate,
             unknown_items=prep.unknown,
             n_events=prep.n_events,
@@ -689,26 +692,22 @@ class Recommender:
             )
         elif now is not None:
             I.request_time(now)  # checked like the general path does, though unused
-        values, indices, user, gate = self._fused.run(FUSED_OUTPUTS, feeds)
-        rows, scores = ranked(values, indices)
-        if not (scores and math.isfinite(scores[0])):  # see _fused_topk
-            _check_users(user)
-        ids, titles = cat.ids, cat.titles
+        rows, scores, gate = self._fused_answer(feeds)
         return RecommendationList(
-            [Recommendation(ids[r], s, titles[r]) for r, s in zip(rows, scores, strict=True)],
-            gate=gate.item(0),
-            n_events=n,
-            n_used=used,
+            _recommendations(cat, rows, scores), gate=gate, n_events=n, n_used=used
         )
 
     def _fused_topk(
         self, cat: Catalog, bias: np.ndarray, prep: I.Prepared, k: int, seen: np.ndarray
     ) -> tuple[list[int], list[float], float]:
         """(rows, scores, gate) of one history from one run of the fused session."""
-        enc = self._fused
-        feeds = self._user_feeds(cat, [prep], len(prep.rows), enc)
+        feeds = self._user_feeds(cat, [prep], len(prep.rows), self._fused)
         add_topk_feeds(feeds, bias, seen, k)
-        values, indices, user, gate = enc.run(FUSED_OUTPUTS, feeds)
+        return self._fused_answer(feeds)
+
+    def _fused_answer(self, feeds: dict) -> tuple[list[int], list[float], float]:
+        """(rows, scores, gate) from one run of the fused session on ``feeds``."""
+        values, indices, user, gate = self._fused.run(FUSED_OUTPUTS, feeds)
         rows, scores = ranked(values, indices)
         # A non-finite user vector makes every score non-finite (inf * x, inf * 0 and NaN
         # all are), so a finite best score proves the vector finite; the full check runs
@@ -819,13 +818,9 @@ class Recommender:
             else:
                 rows, scores = self._popular(state, k, excluded(p), cand_rows)
                 gate, fallback = None, "popularity"
-            items = [
-                Recommendation(cat.ids[r], float(s), cat.titles[r])
-                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
-            ]
             out.append(
                 RecommendationList(
-                    items,
+                    _recommendations(cat, rows.tolist(), scores.tolist()),
                     gate=gate,
                     unknown_items=p.unknown,
                     fallback=fallback,
