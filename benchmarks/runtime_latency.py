@@ -205,7 +205,8 @@ def bench_recommend(
     from edgerec.features import gap_buckets
     from edgerec.runtime import Recommender
     from edgerec.runtime import inputs as I
-    from edgerec.runtime.results import Recommendation, RecommendationList
+    from edgerec.runtime.recommender import _recommendations
+    from edgerec.runtime.results import RecommendationList
     from edgerec.training.checkpoint import load_run
 
     torch.set_num_threads(1)
@@ -271,10 +272,7 @@ def bench_recommend(
             scores[0, torch.from_numpy(p.seen)] = -torch.inf
             values, rows = torch.topk(scores, 10, dim=1)
         return RecommendationList(
-            [
-                Recommendation(cat.ids[r], s, cat.titles[r])
-                for r, s in zip(rows[0].tolist(), values[0].tolist(), strict=True)
-            ],
+            _recommendations(cat, rows[0].tolist(), values[0].tolist()),
             gate=float(enc.gate[0]),
             n_events=p.n_events,
             n_used=n,
