@@ -338,6 +338,9 @@ def bench_recommend(
     out["scoring_path"] = rec8.scoring
     out["fused_topk"] = {p: r.fused_topk for p, r in recs.items()}
     out["user_encoder_graph"] = bench_skip_layer_norm_fusion(rec8, histories, repeats * 4)
+    out["time_budget"] = bench_time_budget(
+        {p: recs[p] for p in ("int8", "distilled_int8") if p in recs}, histories, repeats
+    )
     out["torch_end_to_end_same_top10_as_runtime_int8"] = round(same, 4)
     return out
 
@@ -367,6 +370,119 @@ def bench_skip_layer_norm_fusion(rec, histories, repeats: int) -> dict:
             timer(name, sess.run, outputs, feeds[i % len(feeds)])
     out = timer.summary()
     out["ratio"] = p50_ratio(out["without_skip_layer_norm_fusion"], out["default_optimizations"], 3)
+    return out
+
+
+BUDGET_SECTIONS = {  # share of a warm recommend(): which cut's p50 minus which
+    "run_overhead_and_event_embedding": ("graph_to_embedding", None),
+    "bidirectional_lstm": ("graph_to_lstm", "graph_to_embedding"),
+    "attention_pooling_heads": ("graph_to_user_vector", "graph_to_lstm"),
+    "scoring_masking_topk": ("graph_whole", "graph_to_user_vector"),
+    "python_around_the_run": ("recommend", "graph_whole"),
+}
+
+
+def graph_cut(model, outputs: list[str]) -> bytes:
+    """``model`` with only the nodes ``outputs`` need and those as its outputs; every
+    input stays declared, so a run still takes (and pays for) all of recommend()'s feeds."""
+    import onnx
+    from onnx import helper
+
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    del cut.graph.output[:]
+    cut.graph.output.extend(helper.make_empty_tensor_value_info(o) for o in outputs)
+    need, keep = set(outputs), []
+    for node in reversed(list(cut.graph.node)):
+        if any(o in need for o in node.output):
+            keep.append(node)
+            need.update(node.input)
+    del cut.graph.node[:]
+    cut.graph.node.extend(reversed(keep))
+    return cut.SerializeToString()
+
+
+def _captured_feeds(rec, histories) -> list[dict]:
+    """The feeds of the fused run each history's recommend() makes (one per history)."""
+    import dataclasses
+
+    fused, feeds = rec._fused, []
+
+    def capture(names, feed):
+        feeds.append(dict(feed))
+        return fused.run(names, feed)
+
+    rec._fused = dataclasses.replace(fused, run=capture)
+    try:
+        for h in histories:
+            rec.recommend(h[0], k=10, behaviours=h[1], timestamps=h[2])
+    finally:
+        rec._fused = fused
+    return feeds
+
+
+def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
+    """Where a warm single-history ``recommend()`` spends its time, measured per bundle.
+
+    The fused graph recommend() runs (user encoder + scoring + top-k) is cut after the
+    event embedding (its LayerNormalization), after the LSTM and after the user vector.
+    Each cut runs on the very feeds recommend() built for the same history, so it pays
+    onnxruntime's whole per-run cost. Per cycle, every bundle's recommend() and cuts run
+    in blocks of 25 consecutive calls; a section's share is the median over cycles of the
+    difference of two blocks' CPU medians, so drift between cycles cancels (an estimate:
+    shares need not add up exactly to recommend()).
+    """
+    import onnx
+
+    from edgerec.runtime.fused import OUTPUTS, fused_graph
+    from edgerec.runtime.providers import CPU, create_session, fast_run
+
+    plans, out = {}, {}
+    for name, rec in recs.items():
+        feeds = _captured_feeds(rec, histories) if rec._fused is not None else []
+        blob = (rec.path / rec.graph_files["user_encoder"]).read_bytes()
+        model = onnx.load_from_string(fused_graph(blob)) if feeds else None
+        by_op: dict[str, list[str]] = {}
+        for node in model.graph.node if model is not None else []:
+            by_op.setdefault(node.op_type, []).append(node.output[0])
+        if len(feeds) != len(histories) or any(
+            len(by_op.get(op, [])) != 1 for op in ("LayerNormalization", "LSTM")
+        ):
+            out[name] = {"skipped": "no fused run per history, or not the graph builder's graph"}
+            continue
+        cuts = {
+            "graph_to_embedding": by_op["LayerNormalization"],
+            "graph_to_lstm": by_op["LSTM"],
+            "graph_to_user_vector": ["user", "gate"],
+            "graph_whole": list(OUTPUTS),
+        }
+        runs = {
+            cut: (fast_run(create_session(graph_cut(model, outs), cut, [CPU], 1, True)), outs)
+            for cut, outs in cuts.items()
+        }
+        plans[name] = (rec, feeds, runs)
+    block = 25
+    cycles: dict[str, list[dict]] = {name: [] for name in plans}
+    for r in range(max(repeats // block, 4)):
+        for name, (rec, feeds, runs) in plans.items():
+            timer = Timer()
+            for i in range(block):
+                h = histories[(r * block + i) % len(histories)]
+                timer("recommend", rec.recommend, h[0], k=10, behaviours=h[1], timestamps=h[2])
+            for cut, (run, outs) in runs.items():
+                for i in range(block):
+                    timer(cut, run, outs, feeds[(r * block + i) % len(feeds)])
+            cycles[name].append({k: statistics.median(v) * 1e6 for k, v in timer.cpu.items()})
+    for name, per_cycle in cycles.items():
+        out[name] = {
+            "block": block,
+            "cycles": len(per_cycle),
+            "recommend_cpu_us": round(statistics.median(c["recommend"] for c in per_cycle), 1),
+            "sections_cpu_us": {
+                section: round(statistics.median(c[a] - (c[b] if b else 0.0) for c in per_cycle), 1)
+                for section, (a, b) in BUDGET_SECTIONS.items()
+            },
+        }
     return out
 
 
@@ -677,6 +793,32 @@ def markdown(res: dict) -> str:
                 f"{ug['ratio']['cpu']}).",
                 "",
             ]
+        budgets = {p: b for p, b in r.get("time_budget", {}).items() if "skipped" not in b}
+        if budgets:
+            lines += [
+                "Where a warm recommend() spends its time (CPU us): the fused graph it runs, "
+                "cut after the event embedding, after the LSTM and after the user vector, each "
+                "run on the feeds recommend() built, in blocks of 25 calls alternating with "
+                "recommend() itself and with the other bundle's; each row is the median over "
+                "cycles of the difference of two blocks' medians (an estimate: the rows need "
+                "not add up to recommend()). The first row includes onnxruntime's per-run cost "
+                "(feeds, outputs, executor).",
+                "",
+                "| section | " + " | ".join(budgets) + " |",
+                "| --- |" + " ---: |" * len(budgets),
+            ]
+            for section in BUDGET_SECTIONS:
+                lines.append(
+                    f"| {section.replace('_', ' ')} | "
+                    + " | ".join(str(b["sections_cpu_us"][section]) for b in budgets.values())
+                    + " |"
+                )
+            lines.append(
+                "| recommend() | "
+                + " | ".join(str(b["recommend_cpu_us"]) for b in budgets.values())
+                + " |"
+            )
+            lines.append("")
     if "large" in res:
         g = res["large"]
         b = g["bare_numpy_matmul_fp32"]

@@ -271,3 +271,68 @@ def test_onnxproto_finds_external_data_in_nested_subgraphs(tmp_path):
 def test_onnxproto_rejects_garbage(garbage):
     with pytest.raises(P.ProtoError):
         P.scan_model(garbage)
+
+
+def test_the_int_id_list_reads_like_the_dict_for_every_id():
+    from edgerec.runtime.inputs import BehaviourMap, usual_stack
+
+    cat = catalog(n=300)  # ids 1000..1299
+    rows = cat.index.int_rows
+    assert rows is not None and len(rows) == 1300
+    bm = BehaviourMap(("none",), "none")
+    for x in [*range(-2700, 2700, 7), -1, 0, 999, 1000, 1299, 1300, 10**7, -(10**7), 2**70]:
+        arr = usual_stack([1000, x], None, None, cat, bm)
+        want = cat.index.base.get(x)
+        if want is None:
+            assert arr is None, x  # unknown: left to the general path, which reports it
+        else:
+            assert arr.tolist() == [[1, want]], x
+    # the list is only for exact ints: a bool, float or numpy int takes the general path
+    for x in (True, 1000.0, np.int64(1000)):
+        assert usual_stack([x], None, None, cat, bm) is None
+
+
+def test_the_int_id_list_is_kept_only_for_dense_non_negative_int_ids():
+    def index_of(ids):
+        m = np.zeros((len(ids) + 1, 2), np.float32)
+        pop = np.zeros(len(ids) + 1, np.float32)
+        return Catalog.create(m, None, ids, [None] * len(ids), pop, "int").index
+
+    assert index_of([0, 5, 2]).int_rows[:6] == [1, None, 3, None, None, 2]
+    assert index_of([5, 10**9]).int_rows is None  # sparse: the list would dwarf the dict
+    assert index_of([-1, 4]).int_rows is None
+    m = np.zeros((3, 2), np.float32)
+    strings = Catalog.create(m, None, ["a", "b"], [None, None], np.zeros(3, np.float32), "str")
+    assert strings.index.int_rows is None
+
+
+def test_added_items_are_found_before_and_after_the_index_folds():
+    from edgerec.runtime import catalog as C
+    from edgerec.runtime.inputs import BehaviourMap, usual_stack
+
+    bm = BehaviourMap(("none",), "none")
+    cat = catalog(n=20, dim=4)
+    rng = np.random.default_rng(0)
+    grown = cat.append(rng.standard_normal((2, 4)).astype(np.float32), [7, 1005], ["x", "y"])
+    assert grown.index.delta  # a delta: its ids resolve through the dicts
+    assert usual_stack([7, 1005, 1001], None, None, grown, bm).tolist() == [[21, 22, 2]]
+    n_new = C._DELTA_FOLD_MIN + 1  # enough new ids to fold the delta into a new base
+    new_ids = list(range(5000, 5000 + n_new))
+    folded = grown.append(np.zeros((n_new, 4), np.float32), new_ids, [None] * n_new)
+    assert not folded.index.delta and folded.index.int_rows is not None
+    got = usual_stack([7, 1005, 5000, new_ids[-1]], None, None, folded, bm)
+    assert got.tolist() == [[21, 22, 23, 22 + n_new]]
+    assert usual_stack([4999], None, None, folded, bm) is None
+
+
+def test_catalog_labels_are_lists_for_small_catalogs_and_follow_updates(monkeypatch):
+    from edgerec.runtime import catalog as C
+
+    cat = catalog(n=20, dim=4)
+    ids, titles = cat.labels
+    assert type(ids) is list and ids == cat.ids.tolist() and titles == cat.titles.tolist()
+    grown = cat.append(np.ones((1, 4), np.float32), [7], ["new"])
+    assert grown.labels[0][-1] == 7 and grown.labels[1][-1] == "new" and len(cat.labels[0]) == 21
+    monkeypatch.setattr(C, "_LABEL_LIST_ROWS", 10)
+    big = catalog(n=20, dim=4)
+    assert big.labels[0] is big.ids and big.labels[1] is big.titles  # large: the arrays

@@ -190,13 +190,17 @@ class BehaviourMap:
         self.by_name = {v: i for i, v in enumerate(vocab)}
         self.by_int = {int(v): i for i, v in enumerate(vocab) if _is_int_text(v)}
         self.default = self.by_name[default]
-        self._default_row = _read_only(np.full(_SHARED_ROW, self.default, dtype=np.int64))
+        self._default_rows = _read_only(np.full((1, _SHARED_ROW), self.default, dtype=np.int64))
 
     def defaults(self, n: int) -> np.ndarray:
         """Behaviours of a history given without them (a shared read-only row when short)."""
+        return self.default_batch(n)[0]
+
+    def default_batch(self, n: int) -> np.ndarray:
+        """``defaults(n)`` as a (1, n) graph input: one history given without behaviours."""
         if n <= _SHARED_ROW:
-            return self._default_row[:n]
-        return np.full(n, self.default, dtype=np.int64)
+            return self._default_rows[:, :n]
+        return np.full((1, n), self.default, dtype=np.int64)
 
     def index(self, x: object, where: str) -> int:
         if isinstance(x, str):
@@ -397,12 +401,13 @@ def usual_stack(
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
+    predecessors: bool = True,
 ) -> np.ndarray | None:
     """The usual request as one (m, n) int64 array, or None for anything else.
 
     Rows: the catalog rows of the history; the behaviour codes, if behaviours were
-    given; the timestamps and each event's predecessor's (the first event's own), if
-    timestamps were given -- so the gaps are one subtraction.
+    given; the timestamps, if given, and with ``predecessors`` each event's predecessor's
+    timestamp (the first event's own) -- so the gaps are one subtraction.
 
     Usual: a list of ids of the catalog's type, all known; behaviours None or a list of
     vocabulary strings (or of ints); timestamps None or a list of in-range int seconds.
@@ -421,7 +426,17 @@ def usual_stack(
     if set(map(type, history)) != {kind}:
         return None
     index = catalog.index
-    found = list(map(index.base_get if not index.delta else index.get, history))
+    if index.delta:
+        found = list(map(index.get, history))
+    elif index.int_rows is not None:  # exact ints (checked above) index the list
+        if min(history) < 0:  # would count from the list's end; unknown, reported later
+            return None
+        try:
+            found = list(map(index.int_rows.__getitem__, history))
+        except IndexError:  # beyond the largest id: unknown, which the general path reports
+            return None
+    else:
+        found = list(map(index.base_get, history))
     if None in found:
         return None
     given = [found]
@@ -450,7 +465,9 @@ def usual_stack(
         and max(timestamps) < _TS_LIMIT
         and min(timestamps) > -_TS_LIMIT
     ):
-        given += [timestamps, timestamps[:1] + timestamps[:-1]]
+        given.append(timestamps)
+        if predecessors:
+            given.append(timestamps[:1] + timestamps[:-1])
     else:
         return None
     return np.array(given, dtype=np.int64)
@@ -464,12 +481,12 @@ def _usual_arrays(
     behaviour_map: BehaviourMap,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(rows, behaviours, timestamps) of the usual request (``usual_stack``), or None."""
-    arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map)
+    arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map, False)
     if arr is None:
         return None
     n = arr.shape[1]
     beh = arr[1] if behaviours is not None else behaviour_map.defaults(n)
-    return arr[0], beh, arr[-2] if timestamps is not None else zero_times(n)
+    return arr[0], beh, arr[-1] if timestamps is not None else zero_times(n)
 
 
 def request_time(now: object) -> int:
