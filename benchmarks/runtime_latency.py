@@ -197,6 +197,21 @@ def speedup_table(summary: dict, keys) -> list[str]:
     return lines
 
 
+def without_lookup_lists(rec):
+    """``rec`` resolving ids through the dict and reading result labels from the catalog's
+    object arrays: the runtime before ``IdIndex.int_rows`` and ``Catalog.labels``."""
+    import dataclasses
+
+    from edgerec.runtime.catalog import IdIndex
+
+    state = rec._state_ref
+    cat, index = state.catalog, state.catalog.index
+    cat = dataclasses.replace(cat, index=IdIndex(index.base, index.delta, index.base_get, None))
+    cat.__dict__["labels"] = (cat.ids, cat.titles)  # pre-set the cached property
+    rec._state_ref = dataclasses.replace(state, catalog=cat)
+    return rec
+
+
 def bench_recommend(
     bundle: Path, run_dir: Path, histories, repeats: int, distilled: Path | None = None
 ) -> dict:
@@ -217,6 +232,10 @@ def bench_recommend(
     # the same bundle with scoring and top-k apart from the user encoder's run (A/B)
     recs["int8_unfused"] = Recommender.load(
         bundle, providers="cpu", threads=1, precision="int8", fuse_topk=False
+    )
+    # A/B of the lookup tables: ids through the dict, labels from the object arrays
+    recs["int8_dict_lookups"] = without_lookup_lists(
+        Recommender.load(bundle, providers="cpu", threads=1, precision="int8")
     )
     if distilled is not None:  # the student user encoder (PyTorch column: the teacher)
         recs["distilled_int8"] = Recommender.load(
@@ -778,7 +797,9 @@ def markdown(res: dict) -> str:
             f"{r.get('torch_end_to_end_same_top10_as_runtime_int8', float('nan')):.0%} of "
             f"histories). Scoring path: {r['scoring_path']}; runtime_int8_unfused is the "
             "int8 bundle loaded with fuse_topk=False (scoring and top-k in numpy after the "
-            "user encoder's run instead of inside it). runtime_distilled_int8 is the "
+            "user encoder's run instead of inside it); runtime_int8_dict_lookups resolves ids "
+            "through the id dict and reads result labels from numpy object arrays (the "
+            "runtime before list lookups). runtime_distilled_int8 is the "
             "distilled student bundle, compared with the same (teacher) PyTorch model.",
             "",
         ]

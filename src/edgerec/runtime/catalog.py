@@ -46,9 +46,11 @@ class IdIndex:
 
     ``int_rows``: for a base of dense non-negative int ids, the rows as a list indexed by
     id (None where no item; ids past its end raise IndexError). Indexing a list skips the
-    hashing and key comparison of a dict lookup: with the list labels of
-    ``Catalog.labels``, 6-17 us less per ``recommend()`` of 50 ids in an A/B (blocks of
-    25 calls, ``benchmarks/`` histories). It is only read when ``delta`` is empty, and
+    hashing and key comparison of a dict lookup. With the list labels of
+    ``Catalog.labels`` it took 12-18 us (3-4%) off a ``recommend()`` of 50 ids in a paired
+    A/B against the dict and arrays (blocks of 25 calls, 3 rounds); in
+    ``benchmarks/runtime_latency.py`` (contender ``runtime_int8_dict_lookups``) the
+    difference is within that run's noise. It is only read when ``delta`` is empty, and
     the caller must first check that every id is exactly an int (a bool indexes like 0
     or 1) and not negative (a negative index counts from the end).
     """
@@ -132,7 +134,7 @@ class Catalog:
         """(ids, titles) by row: lists for catalogs of at most ``_LABEL_LIST_ROWS`` rows,
         made once per snapshot, else the arrays. Why: every result reads one id and one
         title per item, and a list index costs a fraction of a numpy object array's
-        (1-2% of a single-history ``recommend()``, A/B in blocks of 25 calls)."""
+        (see ``IdIndex``: the two changes were measured together)."""
         if self.n_rows <= _LABEL_LIST_ROWS:
             return self.ids.tolist(), self.titles.tolist()
         return self.ids, self.titles

@@ -107,9 +107,8 @@ _new_tuple = tuple.__new__
 def _recommendations(cat: Catalog, rows: list[int], scores: list[float]) -> list:
     """``Recommendation`` of each (row, score), in order.
 
-    Built by ``tuple.__new__`` through C-level maps (what ``Recommendation._make`` does,
-    without a Python call per item): with list labels, 1-2% of a single-history
-    ``recommend()`` in an A/B against a comprehension calling the class.
+    Built by ``tuple.__new__`` through C-level maps: what ``Recommendation._make`` does,
+    without a Python call per item (10 results: ~5 against ~8 us in a tight loop).
     """
     ids, titles = cat.labels
     return list(
