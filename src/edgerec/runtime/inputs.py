@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Set
+import operator
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import NamedTuple
 
 import numpy as np
@@ -401,13 +402,16 @@ def usual_stack(
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
-    predecessors: bool = True,
+    gap_seconds: bool = True,
 ) -> np.ndarray | None:
     """The usual request as one (m, n) int64 array, or None for anything else.
 
     Rows: the catalog rows of the history; the behaviour codes, if behaviours were
-    given; the timestamps, if given, and with ``predecessors`` each event's predecessor's
-    timestamp (the first event's own) -- so the gaps are one subtraction.
+    given; if timestamps were given, with ``gap_seconds`` each event's time since the
+    previous event (0 for the first), else the timestamps. The gaps are subtracted here,
+    on the lists, because a numpy subtraction after the model's run cost more in place
+    (with one row fewer to convert: 4-9 us, 1-2%, less per ``recommend()`` in a paired
+    A/B, six rounds).
 
     Usual: a list of ids of the catalog's type, all known; behaviours None or a list of
     vocabulary strings (or of ints); timestamps None or a list of in-range int seconds.
@@ -465,9 +469,10 @@ def usual_stack(
         and max(timestamps) < _TS_LIMIT
         and min(timestamps) > -_TS_LIMIT
     ):
-        given.append(timestamps)
-        if predecessors:
-            given.append(timestamps[:1] + timestamps[:-1])
+        if gap_seconds:  # |t| < 2**62, so every difference fits in int64
+            given.append(list(map(operator.sub, timestamps, timestamps[:1] + timestamps[:-1])))
+        else:
+            given.append(timestamps)
     else:
         return None
     return np.array(given, dtype=np.int64)
@@ -501,7 +506,8 @@ def request_time(now: object) -> int:
     return int(math.floor(f)) if isinstance(now, float | np.floating) else int(now)
 
 
-def request_gap_bucket(ts: np.ndarray, n: int, now: int | None, has_times: bool) -> int:
+def request_gap_bucket(ts: Sequence[int], n: int, now: int | None, has_times: bool) -> int:
+    """Bucket of the time from the ``n``-th event of ``ts`` (the last one read) to ``now``."""
     if now is None or not has_times or n == 0:
         return GAP_PAD
     return int(request_gap_buckets(ts[n - 1 : n], np.array([now]))[0])

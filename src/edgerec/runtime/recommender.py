@@ -683,7 +683,7 @@ class Recommender:
         if timestamps is None:
             gaps = self._zero_gaps[:, :used]
         else:
-            gaps = history_gap_buckets(arr[-2:-1, start:] - arr[-1:, start:])
+            gaps = history_gap_buckets(arr[-1:, start:])
         feeds = {
             "items": items,
             "behaviours": arr[1:2, start:]
@@ -698,9 +698,9 @@ class Recommender:
         }
         if self._request_input:
             request = None if now is None else I.request_time(now)
-            kept_ts = arr[-2, start:] if timestamps is not None else _EMPTY
+            last = timestamps[-1:] if timestamps is not None else _EMPTY  # the last is read
             feeds[REQUEST_INPUT] = I.int_feed(
-                I.request_gap_bucket(kept_ts, used, request, timestamps is not None)
+                I.request_gap_bucket(last, len(last), request, timestamps is not None)
             )
         elif now is not None:
             I.request_time(now)  # checked like the general path does, though unused
