@@ -506,8 +506,9 @@ def request_time(now: object) -> int:
     return int(math.floor(f)) if isinstance(now, float | np.floating) else int(now)
 
 
-def request_gap_bucket(ts: Sequence[int], n: int, now: int | None, has_times: bool) -> int:
-    """Bucket of the time from the ``n``-th event of ``ts`` (the last one read) to ``now``."""
+def request_gap_bucket(ts: Sequence[int] | None, n: int, now: int | None, has_times: bool) -> int:
+    """Bucket of the time from the ``n``-th event of ``ts`` (the last one read) to ``now``
+    (``ts`` is only read when ``has_times``)."""
     if now is None or not has_times or n == 0:
         return GAP_PAD
     return int(request_gap_buckets(ts[n - 1 : n], np.array([now]))[0])

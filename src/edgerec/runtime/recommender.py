@@ -698,9 +698,8 @@ class Recommender:
         }
         if self._request_input:
             request = None if now is None else I.request_time(now)
-            last = timestamps[-1:] if timestamps is not None else _EMPTY  # the last is read
-            feeds[REQUEST_INPUT] = I.int_feed(
-                I.request_gap_bucket(last, len(last), request, timestamps is not None)
+            feeds[REQUEST_INPUT] = I.int_feed(  # the last event is always among those read
+                I.request_gap_bucket(timestamps, n, request, timestamps is not None)
             )
         elif now is not None:
             I.request_time(now)  # checked like the general path does, though unused
