@@ -16,7 +16,7 @@ from runtime_helpers import (
 
 from edgerec.runtime import Recommender
 from edgerec.runtime import onnxproto as P
-from edgerec.runtime.fused import PREFIX, fused_graph, ranked
+from edgerec.runtime.fused import BIAS, PREFIX, REQUEST, SPLIT_INPUTS, K, fused_graph, ranked
 
 N = 40  # items 101..140
 
@@ -44,6 +44,34 @@ def test_fused_topk_answers_like_separate_scoring(bundle):
             for exclude_seen in (True, False):
                 kw = {"k": k, "exclude_seen": exclude_seen, "timestamps": ts}
                 assert_same(fused.recommend(history, **kw), apart.recommend(history, **kw))
+
+
+def test_the_graph_buckets_gaps_like_the_host_at_every_edge(bundle):
+    """The fused graph counts gap buckets itself (``MARKED_BUCKET_EDGES``): gaps at and
+    around every bucket edge, negative and huge gaps, unsorted and extreme timestamps,
+    histories past max_len (the first event read is marked, not the first given) answer
+    exactly like the host's ``gap_buckets`` in separate scoring."""
+    fused, apart = pair(bundle)
+    edges = [(1 << b) - 1 for b in range(1, 33)]
+    gaps = sorted(
+        {0, 1, 2, -1, -(10**12), 2**40, 2**61} | {e + d for e in edges for d in (-1, 0, 1)}
+    )
+    rng = np.random.default_rng(3)
+    for start in range(0, len(gaps), 7):
+        chunk = gaps[start : start + 13]
+        ts = np.concatenate([[0], np.cumsum(chunk)]).tolist()
+        history = rng.integers(101, 101 + N, len(ts)).tolist()
+        for k in (3, N):
+            for exclude_seen in (True, False):
+                kw = {"k": k, "exclude_seen": exclude_seen, "timestamps": ts}
+                assert_same(fused.recommend(history, **kw), apart.recommend(history, **kw))
+                assert_same(fused.recommend(tuple(history), **kw), apart.recommend(history, **kw))
+    extreme = [-(2**62) + 1, 2**62 - 1, -(2**62) + 1, 0, 2**62 - 1]
+    kw = {"k": 5, "timestamps": extreme}
+    assert_same(
+        fused.recommend([101, 102, 103, 104, 105], **kw),
+        apart.recommend([101, 102, 103, 104, 105], **kw),
+    )
 
 
 def test_fused_topk_never_returns_seen_padding_or_removed_items(bundle):
@@ -97,14 +125,59 @@ def test_fused_topk_only_where_numpy_scoring_is_used(bundle, tmp_path):
 
 def test_fused_graph_refuses_a_graph_that_already_uses_its_names(bundle):
     blob = (bundle / "user_encoder.onnx").read_bytes()
-    assert fused_graph(blob) is not None
+    assert fused_graph(blob, 10) is not None
     taken = P.extend_graph(
         blob,
         [P.node("Identity", ["user"], [PREFIX + "values"])],
         [],
         [P.value_info(PREFIX + "values", P.FLOAT, None)],
     )
-    assert fused_graph(taken) is None
+    assert fused_graph(taken, 10) is None
+
+
+def test_fused_graph_declares_one_request_input_in_place_of_the_history_inputs(bundle):
+    blob = (bundle / "user_encoder.onnx").read_bytes()
+    before = P.scan_model(blob)
+    after = P.scan_model(fused_graph(blob, 10))
+    assert set(SPLIT_INPUTS) <= before.inputs.keys()
+    assert not set(SPLIT_INPUTS) & after.inputs.keys()
+    assert after.inputs.keys() == before.inputs.keys() - set(SPLIT_INPUTS) | {REQUEST, BIAS, K}
+    assert after.inputs[REQUEST] == P.TensorInfo(P.INT64, (4, "n_events"))
+    assert after.initializer_names >= before.initializer_names
+
+
+@pytest.mark.parametrize(
+    ("opset", "lengths_type", "fused"),
+    [(17, P.INT64, True), (14, P.INT64, False), (17, P.INT32, False)],
+)
+def test_fused_graph_needs_opset_15_and_int64_history_inputs(opset, lengths_type, fused):
+    types = dict.fromkeys(SPLIT_INPUTS, P.INT64) | {"lengths": lengths_type}
+    graph = P.model(
+        [P.node("Identity", ["items"], ["user"])],
+        [P.value_info(n, t, None) for n, t in types.items()],
+        [P.value_info("user", P.INT64, None)],
+        opsets={"": opset},
+    )
+    assert (fused_graph(graph, 10) is not None) is fused
+
+
+def test_without_inputs_drops_only_the_named_graph_inputs():
+    base = P.model(
+        [P.node("Add", ["x", "y"], ["z"])],
+        [P.value_info(n, P.FLOAT, [2]) for n in ("x", "y", "w")],
+        [P.value_info("z", P.FLOAT, [2])],
+        initializers=[P.tensor("y", np.ones(2, np.float32))],
+        opsets={"": 17},
+    )
+    out = P.without_inputs(base, {"y", "w", "absent"})
+    summary = P.scan_model(out)
+    assert summary.inputs.keys() == {"x"}
+    assert summary.initializer_names == {"y"} and summary.opsets == {"": 17}
+    assert summary.outputs.keys() == {"z"}
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    x = np.array([1.0, 2.0], np.float32)
+    np.testing.assert_array_equal(sess.run(["z"], {"x": x})[0], x + 1)
+    assert P.without_inputs(base, set()) == base  # nothing dropped: the same bytes
 
 
 def test_extend_graph_adds_nodes_and_outputs_that_onnxruntime_runs():
@@ -165,7 +238,6 @@ def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, b
     import dataclasses
 
     from edgerec.errors import EdgerecError
-    from edgerec.runtime.fused import BIAS, EXCLUDED, K
 
     fused, apart = pair(bundle)
 
@@ -176,7 +248,7 @@ def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, b
             user[0, 1] = bad
             with np.errstate(invalid="ignore"):
                 scores = user @ feeds["item_table"].T + feeds[BIAS]
-            scores[0, feeds[EXCLUDED][0]] = -np.inf
+            scores[0, feeds[REQUEST][3]] = -np.inf
             top = np.argsort(-scores[0], kind="stable")[: int(feeds[K][0])]
             return scores[:, top], top[None, :], user, gate
 

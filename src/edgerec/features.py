@@ -26,6 +26,17 @@ _BUCKET_EDGES = np.array(
 )
 
 
+# The same buckets counted inside an ONNX graph (``edgerec.runtime.fused``: GreaterOrEqual
+# against these edges, summed). The second edge is one above int64's minimum, so a row of
+# gap seconds can mark the first event it reads with ``FIRST_GAP_MARK``, which counts one
+# edge: ``GAP_FIRST``. Real gaps still count both: timestamps are within +-2**62, so every
+# gap is above int64's minimum plus one.
+FIRST_GAP_MARK = _INT64_MIN
+MARKED_BUCKET_EDGES = _BUCKET_EDGES.copy()
+MARKED_BUCKET_EDGES[1] += 1
+MARKED_BUCKET_EDGES.flags.writeable = False
+
+
 def _log2_buckets(seconds: np.ndarray) -> np.ndarray:
     """2 + floor(log2(1 + s)) clipped to the last bucket; negative gaps count as 0 s.
 

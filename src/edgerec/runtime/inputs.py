@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgerec.errors import UnknownItemError
-from edgerec.features import GAP_PAD, request_gap_buckets
+from edgerec.features import FIRST_GAP_MARK, GAP_PAD, request_gap_buckets
 from edgerec.runtime.catalog import Catalog
 
 MAX_HISTORY = 100_000  # events per history: beyond this a caller has a bug, not a user
@@ -402,16 +402,20 @@ def usual_stack(
     timestamps: object,
     catalog: Catalog,
     behaviour_map: BehaviourMap,
-    gap_seconds: bool = True,
+    max_len: int | None = None,
+    exclude_seen: bool = True,
 ) -> np.ndarray | None:
     """The usual request as one (m, n) int64 array, or None for anything else.
 
     Rows: the catalog rows of the history; the behaviour codes, if behaviours were
-    given; if timestamps were given, with ``gap_seconds`` each event's time since the
-    previous event (0 for the first), else the timestamps. The gaps are subtracted here,
-    on the lists, because a numpy subtraction after the model's run cost more in place
-    (with one row fewer to convert: 4-9 us, 1-2%, less per ``recommend()`` in a paired
-    A/B, six rounds).
+    given; the timestamps, if given. With ``max_len``, the fused run's ``REQUEST``
+    (``edgerec.runtime.fused``) instead: always four rows -- the catalog rows, the
+    behaviour codes (the default's if none were given), each event's seconds since the
+    previous one (zeros without timestamps) with ``FIRST_GAP_MARK`` at the first event
+    the model reads (the latest ``max_len``), and the rows to mask (the catalog rows
+    again with ``exclude_seen``, else zeros). The gaps are subtracted here, on the lists,
+    because a numpy subtraction after the model's run cost more in place (with one row
+    fewer to convert: 4-9 us, 1-2%, less per ``recommend()`` in a paired A/B, six rounds).
 
     Usual: a list of ids of the catalog's type, all known; behaviours None or a list of
     vocabulary strings (or of ints); timestamps None or a list of in-range int seconds.
@@ -461,7 +465,9 @@ def usual_stack(
     else:
         return None
     if timestamps is None:
-        pass
+        if max_len is None:
+            return np.array(given, dtype=np.int64)
+        gaps = [0] * n
     elif (
         type(timestamps) is list
         and len(timestamps) == n
@@ -469,12 +475,18 @@ def usual_stack(
         and max(timestamps) < _TS_LIMIT
         and min(timestamps) > -_TS_LIMIT
     ):
-        if gap_seconds:  # |t| < 2**62, so every difference fits in int64
-            given.append(list(map(operator.sub, timestamps, timestamps[:1] + timestamps[:-1])))
-        else:
+        if max_len is None:
             given.append(timestamps)
+            return np.array(given, dtype=np.int64)
+        # |t| < 2**62, so every difference fits in int64 (and stays above the mark)
+        gaps = list(map(operator.sub, timestamps, timestamps[:1] + timestamps[:-1]))
     else:
         return None
+    if behaviours is None:
+        given.append([behaviour_map.default] * n)
+    gaps[max(0, n - max_len)] = FIRST_GAP_MARK
+    given.append(gaps)
+    given.append(found if exclude_seen else [0] * n)
     return np.array(given, dtype=np.int64)
 
 
@@ -486,7 +498,7 @@ def _usual_arrays(
     behaviour_map: BehaviourMap,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(rows, behaviours, timestamps) of the usual request (``usual_stack``), or None."""
-    arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map, False)
+    arr = usual_stack(history, behaviours, timestamps, catalog, behaviour_map)
     if arr is None:
         return None
     n = arr.shape[1]

@@ -10,7 +10,7 @@ writes the wire format directly. Field numbers follow ``onnx.proto`` (IR version
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -361,3 +361,26 @@ def extend_graph(
     graph += b"".join(_len(5, t) for t in initializers)
     graph += b"".join(_len(11, i) for i in inputs) + b"".join(_len(12, o) for o in outputs)
     return bytes(model_bytes) + _len(7, graph)
+
+
+def without_inputs(model_bytes: bytes, names: Collection[str]) -> bytes:
+    """``model_bytes`` with the graph inputs called ``names`` no longer declared.
+
+    For a graph whose nodes are to compute those values themselves (``extend_graph``
+    then adds the nodes): every other field, the graph's nodes and initializers
+    included, is copied byte for byte; only the graph field is re-framed.
+    """
+    buf = memoryview(model_bytes)
+    out, at = [], 0
+    for num, wire, x, y in _fields(buf, 0, len(buf)):
+        if num == 7 and wire == _LEN:
+            kept, g_at = [], x
+            for n2, w2, x2, y2 in _fields(buf, x, y):
+                if not (n2 == 11 and w2 == _LEN and _value_info(buf, x2, y2)[0] in names):
+                    kept.append(buf[g_at:y2])
+                g_at = y2
+            out.append(_len(7, b"".join(kept)))
+        else:
+            out.append(buf[at:y])
+        at = y
+    return b"".join(out)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.errors import BundleError, EdgerecError, UnknownItemError
-from edgerec.features import gap_buckets, history_gap_buckets
+from edgerec.features import gap_buckets
 from edgerec.runtime import inputs as I
 from edgerec.runtime.bundle import (
     REQUEST_INPUT,
@@ -32,12 +32,10 @@ from edgerec.runtime.bundle import (
     read_verified,
 )
 from edgerec.runtime.catalog import Catalog
-from edgerec.runtime.fused import BIAS as FUSED_BIAS
-from edgerec.runtime.fused import EXCLUDED as FUSED_EXCLUDED
 from edgerec.runtime.fused import MAX_ROWS as MAX_FUSED_ROWS
-from edgerec.runtime.fused import NO_EXCLUSIONS, add_topk_feeds, fused_graph, ranked
 from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
-from edgerec.runtime.fused import K as FUSED_K
+from edgerec.runtime.fused import REQUEST as FUSED_REQUEST
+from edgerec.runtime.fused import fused_graph, ranked, request_array, scoring_feeds
 from edgerec.runtime.providers import (
     CPU,
     ProviderPlan,
@@ -309,7 +307,7 @@ class Recommender:
         usable = self._table_input and self._user_main.direct_table
         if self.device != "cpu" or scoring != "numpy" or not usable:
             return None
-        graph = fused_graph(blob)
+        graph = fused_graph(blob, self.manifest.dims.max_len)
         if graph is None:
             return None
         try:
@@ -664,38 +662,23 @@ class Recommender:
         None for any other request (the general path then answers it, identically).
 
         Why a path of its own: after the model's run every distinct numpy operation
-        pays again for the caches the run took, so this one feeds views of the request's
-        single array and shared read-only rows, and skips the ``Prepared`` record (a
-        prototype of it took 9% less time per call than the general path, interleaved
-        A/B). ``tests/test_runtime_fused.py`` pins its answers to the general path's over
-        random requests.
+        pays again for the caches the run took, so this one feeds the request's single
+        array (or a view of it), whose rows the graph splits and buckets itself, and
+        skips the ``Prepared`` record (a prototype of it took 9% less time per call than
+        the general path, interleaved A/B). ``tests/test_runtime_fused.py`` pins its
+        answers to separate scoring's over random requests.
         """
         if type(history) is not list:
             return None
         cat = state.catalog
-        arr = I.usual_stack(history, behaviours, timestamps, cat, self._behaviours)
+        max_len = self.manifest.dims.max_len
+        arr = I.usual_stack(
+            history, behaviours, timestamps, cat, self._behaviours, max_len, exclude_seen
+        )
         if arr is None:
             return None
         n = arr.shape[1]
-        start = max(0, n - self.manifest.dims.max_len)
-        used = n - start
-        items = arr[0:1, start:]
-        if timestamps is None:
-            gaps = self._zero_gaps[:, :used]
-        else:
-            gaps = history_gap_buckets(arr[-1:, start:])
-        feeds = {
-            "items": items,
-            "behaviours": arr[1:2, start:]
-            if behaviours is not None
-            else self._behaviours.default_batch(used),
-            "gaps": gaps,
-            "lengths": I.int_feed(used),
-            "item_table": cat.matrix,
-            FUSED_BIAS: state.bias,
-            FUSED_EXCLUDED: arr[0:1] if exclude_seen else NO_EXCLUSIONS,
-            FUSED_K: I.int_feed(min(k, cat.n_rows)),
-        }
+        feeds = scoring_feeds({FUSED_REQUEST: arr, "item_table": cat.matrix}, state.bias, k)
         if self._request_input:
             request = None if now is None else I.request_time(now)
             feeds[REQUEST_INPUT] = I.int_feed(  # the last event is always among those read
@@ -705,15 +688,23 @@ class Recommender:
             I.request_time(now)  # checked like the general path does, though unused
         rows, scores, gate = self._fused_answer(feeds)
         return RecommendationList(
-            _recommendations(cat, rows, scores), gate=gate, n_events=n, n_used=used
+            _recommendations(cat, rows, scores), gate=gate, n_events=n, n_used=min(n, max_len)
         )
 
     def _fused_topk(
         self, cat: Catalog, bias: np.ndarray, prep: I.Prepared, k: int, seen: np.ndarray
     ) -> tuple[list[int], list[float], float]:
         """(rows, scores, gate) of one history from one run of the fused session."""
-        feeds = self._user_feeds(cat, [prep], len(prep.rows), self._fused)
-        add_topk_feeds(feeds, bias, seen, k)
+        request = request_array(
+            prep.rows,
+            prep.behaviours,
+            prep.timestamps if prep.timed else None,
+            seen,
+            self.manifest.dims.max_len,
+        )
+        feeds = scoring_feeds({FUSED_REQUEST: request, "item_table": cat.matrix}, bias, k)
+        if self._request_input:
+            feeds[REQUEST_INPUT] = I.int_feed(prep.request_gap)
         return self._fused_answer(feeds)
 
     def _fused_answer(self, feeds: dict) -> tuple[list[int], list[float], float]:
