@@ -411,13 +411,21 @@ def graph_cut(model, outputs: list[str]) -> bytes:
     cut.CopyFrom(model)
     del cut.graph.output[:]
     cut.graph.output.extend(helper.make_empty_tensor_value_info(o) for o in outputs)
-    need, keep = set(outputs), []
-    for node in reversed(list(cut.graph.node)):
-        if any(o in need for o in node.output):
-            keep.append(node)
-            need.update(node.input)
+    nodes = list(cut.graph.node)  # not in topological order: the fused graph's additions
+    need, keep = set(outputs), set()  # come last, so collect until nothing more is needed
+    while True:
+        more = {
+            i
+            for i, node in enumerate(nodes)
+            if i not in keep and any(o in need for o in node.output)
+        }
+        if not more:
+            break
+        keep |= more
+        for i in more:
+            need.update(nodes[i].input)
     del cut.graph.node[:]
-    cut.graph.node.extend(reversed(keep))
+    cut.graph.node.extend(nodes[i] for i in sorted(keep))
     return cut.SerializeToString()
 
 
@@ -460,7 +468,7 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
     for name, rec in recs.items():
         feeds = _captured_feeds(rec, histories) if rec._fused is not None else []
         blob = (rec.path / rec.graph_files["user_encoder"]).read_bytes()
-        model = onnx.load_from_string(fused_graph(blob)) if feeds else None
+        model = onnx.load_from_string(fused_graph(blob, rec.max_len)) if feeds else None
         by_op: dict[str, list[str]] = {}
         for node in model.graph.node if model is not None else []:
             by_op.setdefault(node.op_type, []).append(node.output[0])
@@ -823,7 +831,8 @@ def markdown(res: dict) -> str:
                 "recommend() itself and with the other bundle's; each row is the median over "
                 "cycles of the difference of two blocks' medians (an estimate: the rows need "
                 "not add up to recommend()). The first row includes onnxruntime's per-run cost "
-                "(feeds, outputs, executor).",
+                "(feeds, outputs, executor) and the nodes that split the request and count its "
+                "gap buckets.",
                 "",
                 "| section | " + " | ".join(budgets) + " |",
                 "| --- |" + " ---: |" * len(budgets),

@@ -16,7 +16,17 @@ from runtime_helpers import (
 
 from edgerec.runtime import Recommender
 from edgerec.runtime import onnxproto as P
-from edgerec.runtime.fused import BIAS, PREFIX, REQUEST, SPLIT_INPUTS, K, fused_graph, ranked
+from edgerec.runtime.fused import (
+    BIAS,
+    PREFIX,
+    REQUEST,
+    SPLIT_INPUTS,
+    K,
+    fused_graph,
+    plan_width,
+    ranked,
+    widened,
+)
 
 N = 40  # items 101..140
 
@@ -72,6 +82,53 @@ def test_the_graph_buckets_gaps_like_the_host_at_every_edge(bundle):
         fused.recommend([101, 102, 103, 104, 105], **kw),
         apart.recommend([101, 102, 103, 104, 105], **kw),
     )
+
+
+def test_plan_width_keeps_lengths_in_the_window_and_rounds_longer_ones_to_powers_of_two():
+    assert [plan_width(n, 10) for n in (1, 9, 10, 11, 16, 17, 100, 100_000)] == [
+        1,
+        9,
+        10,
+        16,
+        16,
+        32,
+        128,
+        131_072,
+    ]
+    a = np.arange(12, dtype=np.int64).reshape(4, 3)
+    assert widened(a, 3) is a
+    np.testing.assert_array_equal(widened(a, 5), np.hstack([np.zeros((4, 2), np.int64), a]))
+
+
+def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bundle):
+    """Every distinct input shape leaves onnxruntime a memory plan for the session's
+    life; histories longer than max_len (10 here) are fed at power-of-two widths."""
+    import dataclasses
+
+    fused, apart = pair(bundle)
+    widths = []
+    real = fused._fused.run
+
+    def run(names, feeds):
+        widths.append(feeds[REQUEST].shape)
+        return real(names, feeds)
+
+    fused._fused = dataclasses.replace(fused._fused, run=run)
+    rng = np.random.default_rng(11)
+    for n in range(1, 140):
+        history = rng.integers(101, 101 + N, n).tolist()
+        ts = np.sort(rng.integers(0, 10**6, n)).tolist()
+        for h in (history, tuple(history)):  # the usual path and the general one
+            kw = {"k": 5, "timestamps": ts, "exclude_seen": bool(n % 2)}
+            assert_same(fused.recommend(h, **kw), apart.recommend(history, **kw))
+    assert {w for w in widths if w[1] > 10} == {(4, 16), (4, 32), (4, 64), (4, 128), (4, 256)}
+    # the general path's array holds just the window when no rows are masked
+    expected = [
+        (4, w)
+        for n in range(1, 140)
+        for w in (plan_width(n, 10), plan_width(n, 10) if n % 2 else min(n, 10))
+    ]
+    assert widths == expected
 
 
 def test_fused_topk_never_returns_seen_padding_or_removed_items(bundle):

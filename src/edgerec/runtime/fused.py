@@ -16,7 +16,8 @@ Used for catalogs of at most ``MAX_ROWS`` rows; above that the numpy scorer's bl
 top-k is faster than onnxruntime's TopK (1M scores: 0.55 vs 1.10 ms,
 ``benchmarks/runtime_latency.py``).
 
-The request goes in as one ``REQUEST`` array, (4, n) int64, n the events given: the catalog
+The request goes in as one ``REQUEST`` array, (4, n) int64, n the events given (more past
+the window the model reads: ``plan_width``): the catalog
 rows, the behaviour codes, the seconds since each previous event with ``FIRST_GAP_MARK`` at
 the first event the model reads, and the rows to mask (the history's rows, or zeros: row 0
 is always masked). Nodes put in front of the user encoder slice the latest ``max_len``
@@ -118,6 +119,29 @@ def fused_graph(user_graph: bytes, max_len: int) -> bytes | None:
     )
 
 
+def plan_width(n: int, max_len: int) -> int:
+    """Columns of ``REQUEST`` for ``n`` events: ``n`` up to ``max_len``, else the next
+    power of two (the extra columns, zeros on the left, lie outside the window the model
+    reads and mask row 0, which the bias masks anyway).
+
+    Why: onnxruntime keeps one memory plan per input shape for the session's life (about
+    1.2 KB each: 3,000 distinct lengths grew a process by 3.6 MB). Widths past the window
+    in powers of two bound the plans at ``max_len`` plus about 17, where every distinct
+    history length would otherwise add one.
+    """
+    return n if n <= max_len else 1 << (n - 1).bit_length()
+
+
+def widened(request: np.ndarray, width: int) -> np.ndarray:
+    """``request`` with zero columns added on the left up to ``width`` columns."""
+    n = request.shape[1]
+    if n == width:
+        return request
+    out = np.zeros((request.shape[0], width), np.int64)
+    out[:, width - n :] = request
+    return out
+
+
 def request_array(
     rows: np.ndarray,
     behaviours: np.ndarray,
@@ -129,12 +153,12 @@ def request_array(
     at most ``max_len``), their behaviour codes and timestamps (None: no times given,
     every gap a zero gap, as ``gap_buckets`` of zeros), and the rows to mask (any number).
 
-    Rows to mask beyond the rows read widen the array to the left with columns the
-    graph's slice skips, which needs a full window (``max_len`` rows read). A caller
+    Rows to mask beyond the rows read widen the array to the left (to ``plan_width``) with
+    columns the graph's slice skips, which needs a full window (``max_len`` rows read). A caller
     holding the history as lists builds the same array itself (``inputs.usual_stack``).
     """
     used, n_excluded = len(rows), len(excluded)
-    n = max(used, n_excluded)
+    n = plan_width(max(used, n_excluded), max_len)
     if used < n and used != max_len:
         raise ValueError(f"{n_excluded} rows to mask but {used} of at most {max_len} read")
     out = np.zeros((4, n), np.int64)

@@ -35,7 +35,14 @@ from edgerec.runtime.catalog import Catalog
 from edgerec.runtime.fused import MAX_ROWS as MAX_FUSED_ROWS
 from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
 from edgerec.runtime.fused import REQUEST as FUSED_REQUEST
-from edgerec.runtime.fused import fused_graph, ranked, request_array, scoring_feeds
+from edgerec.runtime.fused import (
+    fused_graph,
+    plan_width,
+    ranked,
+    request_array,
+    scoring_feeds,
+    widened,
+)
 from edgerec.runtime.providers import (
     CPU,
     ProviderPlan,
@@ -678,6 +685,8 @@ class Recommender:
         if arr is None:
             return None
         n = arr.shape[1]
+        if n > max_len:
+            arr = widened(arr, plan_width(n, max_len))
         feeds = scoring_feeds({FUSED_REQUEST: arr, "item_table": cat.matrix}, state.bias, k)
         if self._request_input:
             request = None if now is None else I.request_time(now)
