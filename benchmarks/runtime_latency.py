@@ -8,10 +8,12 @@ drift of a shared machine hits them alike; medians are reported, nothing is asse
    tower + scoring + seen masking + top-k from prebuilt index tensors and a cached item
    table, i.e. favourable to PyTorch) and ``torch_end_to_end`` (the same behind the
    runtime's own input handling and result objects: all of recommend()'s work with the
-   engine swapped). Measured twice: call by call in a random order per round (each call starts
-   with caches full of another contender's code and data) and "warm", in alternating
-   blocks of 25 consecutive calls per contender (a server answering request after
-   request). The int8 bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k).
+   engine swapped). Measured three times: call by call in a random order per round (each
+   call starts with caches full of another contender's code and data), "warm", in
+   alternating blocks of 25 consecutive calls per contender, and "steady", in blocks of
+   200 (a server answering request after request: the first calls of a block pay for
+   the caches the other contenders took, a smaller share of a longer block). The int8
+   bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k).
 2. A 1M-item catalog (synthetic vectors around the real ones): ``recommend()`` over
    float32, float16 and int8 item matrices against a bare ``items @ u`` of the float32
    matrix; plus top-k alone (threshold, argpartition, ONNX TopK) over 1M scores.
@@ -331,23 +333,28 @@ def bench_recommend(
             else:
                 timer(name, fn, histories[j])
     out = with_speedups(timer.summary(), recs)
+
     # Warm: the same contenders in blocks of consecutive calls, blocks alternating. Call by
     # call interleaving (above) runs each call right after another library's, with caches
     # full of its code and data; a server answering request after request does not.
     # Blocks keep each contender's working set warm while drift still hits all alike.
-    warm = Timer()
-    block = 25
-    for r in range(max(repeats // block, 4)):
-        for p, rec in recs.items():
+    def in_blocks(block: int, cycles: int) -> dict:
+        timer = Timer()
+        for r in range(cycles):
+            for p, rec in recs.items():
+                for i in range(block):
+                    h = histories[(r * block + i) % len(histories)]
+                    timer(f"runtime_{p}", runtime, rec, h)
             for i in range(block):
-                warm(f"runtime_{p}", runtime, rec, histories[(r * block + i) % len(histories)])
-        for i in range(block):
-            warm("torch_eager", torch_recommend, prepared[(r * block + i) % len(prepared)])
-        for i in range(block):
-            warm("torch_end_to_end", torch_end_to_end, histories[(r * block + i) % len(histories)])
-    out["warm"] = with_speedups(warm.summary(), recs)
-    out["warm"]["block"] = block
-    for table_ in (out, out["warm"]):
+                timer("torch_eager", torch_recommend, prepared[(r * block + i) % len(prepared)])
+            for i in range(block):
+                h = histories[(r * block + i) % len(histories)]
+                timer("torch_end_to_end", torch_end_to_end, h)
+        return {**with_speedups(timer.summary(), recs), "block": block, "cycles": cycles}
+
+    out["warm"] = in_blocks(25, max(repeats // 25, 4))
+    out["steady"] = in_blocks(200, max(repeats // 200, 8))
+    for table_ in (out, out["warm"], out["steady"]):
         for p in recs:
             table_[f"speedup_vs_torch_end_to_end_{p}"] = p50_ratio(
                 table_["torch_end_to_end"], table_[f"runtime_{p}"], 2
@@ -784,13 +791,24 @@ def markdown(res: dict) -> str:
         )
         torch_keys = [k for k in ("torch_eager", "torch_end_to_end") if k in r]
         lines += speedup_table(r, [*runtime_keys, *torch_keys])
-        if "warm" in r:
-            w = r["warm"]
+        for key, what in (
+            ("warm", "Warm"),
+            (
+                "steady",
+                "Steady (the same, in longer blocks: a server answering request after "
+                "request, whose first calls in a block pay for the caches the other contenders "
+                "took)",
+            ),
+        ):
+            if key not in r:
+                continue
+            w = r[key]
             lines += [
                 "",
-                f"Warm (blocks of {w['block']} consecutive calls per contender, blocks "
-                "alternating; the table above interleaves call by call in a random order, "
-                "so every call starts with caches holding another contender's code and data):",
+                f"{what}: blocks of {w['block']} consecutive calls per contender, blocks "
+                f"alternating, {w.get('cycles', '?')} cycles (the first table interleaves call "
+                "by call in a random order, so every call starts with caches holding another "
+                "contender's code and data):",
                 "",
             ]
             lines += speedup_table(w, [*runtime_keys, *torch_keys])

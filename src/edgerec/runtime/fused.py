@@ -4,9 +4,10 @@ Why: on a CPU, a single-history ``recommend()`` was a user-encoder run followed 
 scoring, masking of seen and removed rows and a top-k: a dozen numpy calls of a few
 microseconds each, plus their Python, for a 1,682-row catalog that one GEMV scores in
 a few microseconds. Appending the scoring graph to the user encoder does the same work
-in five more nodes of the run the request makes anyway. The bundle's verified bytes are
-not re-encoded: ``onnxproto.extend_graph`` adds a second ``graph`` field, which protobuf
-parsers merge into the first.
+in five more nodes of the run the request makes anyway. The bundle's verified nodes and
+weights are not re-encoded: ``onnxproto.without_inputs`` copies them byte for byte into
+a graph without the four history inputs, and ``onnxproto.extend_graph`` adds a second
+``graph`` field, which protobuf parsers merge into the first.
 
 Answers equal the numpy scorer's: float32 scores of the same rows, the caller's seen
 rows and the catalog's inactive rows (padding row 0, removed items) at -inf, rows best
@@ -17,10 +18,9 @@ top-k is faster than onnxruntime's TopK (1M scores: 0.55 vs 1.10 ms,
 ``benchmarks/runtime_latency.py``).
 
 The request goes in as one ``REQUEST`` array, (4, n) int64, n the events given (more past
-the window the model reads: ``plan_width``): the catalog
-rows, the behaviour codes, the seconds since each previous event with ``FIRST_GAP_MARK`` at
-the first event the model reads, and the rows to mask (the history's rows, or zeros: row 0
-is always masked). Nodes put in front of the user encoder slice the latest ``max_len``
+the window the model reads: ``plan_width``): the catalog rows, the behaviour codes, the
+seconds since each previous event with ``FIRST_GAP_MARK`` at the first event the model
+reads, and the rows to mask (the history's rows, or zeros: row 0 is always masked). Nodes put in front of the user encoder slice the latest ``max_len``
 events, split them into the graph's ``items`` and ``behaviours``, count the gap buckets
 (``features.MARKED_BUCKET_EDGES``) and take ``lengths`` from the shape; those four inputs
 are no longer declared. Why:
