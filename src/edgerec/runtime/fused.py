@@ -33,9 +33,10 @@ are no longer declared. Why:
   length its own plan. A run whose plan fits took 10-14 us less per ``recommend()``
   than one without plans, and a missed plan saved nothing (paired A/Bs, three rounds).
 - Against the former layout as loaded (its plan taken by the load check): histories of
-  1-50 events, 4.6-7.4 us (2-4%) less per ``recommend()``; 50-event histories, -4.8 to
-  +1.5 us, no clear change: the eight added nodes cost about what the inputs, the host's
-  bucketing and the slices they replace did (paired A/B, three rounds each).
+  1-50 events, 4.6-7.4 us (2-4%) less per ``recommend()`` (three rounds); 50-event
+  histories, -7.6 to +4.8 us over six rounds, no clear change: the eight added nodes cost
+  about what the inputs, the host's bucketing and the slices they replace did (paired
+  A/B).
 """
 
 from __future__ import annotations
