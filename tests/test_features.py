@@ -9,7 +9,6 @@ from edgerec.features import (
     GAP_LOG2_BUCKETS,
     GAP_PAD,
     gap_buckets,
-    history_gap_buckets,
     request_gap_buckets,
 )
 
@@ -46,13 +45,3 @@ def test_gap_buckets_mark_the_first_event_and_padding():
     assert got.tolist() == want
     one = gap_buckets(ts[:1, :4], np.array([4]))  # one history, no padding
     assert one.tolist() == [want[0][:4]]
-
-
-def test_history_gap_buckets_from_held_gaps_equal_gap_buckets_of_the_timestamps():
-    rng = np.random.default_rng(1)
-    for n in (0, 1, 2, 50):
-        ts = np.sort(rng.integers(-(2**40), 2**40, n)) if n else np.zeros(0, np.int64)
-        ts[n // 2 :] -= 7 if n > 3 else 0  # one out-of-order step: a negative gap
-        seconds = np.diff(ts, prepend=ts[:1])[None, :]
-        want = gap_buckets(ts[None, :], np.array([n]))
-        assert history_gap_buckets(seconds).tolist() == want.tolist()

@@ -581,10 +581,9 @@ def test_histories_without_behaviours_share_read_only_default_rows():
     from edgerec.runtime.inputs import BehaviourMap
 
     bm = BehaviourMap(("none", "click", "buy"), "click")
-    row, batch = bm.defaults(50), bm.default_batch(50)
-    assert row.tolist() == [1] * 50 and batch.shape == (1, 50)
-    assert batch[0].tolist() == row.tolist()
-    assert not row.flags.writeable and not batch.flags.writeable
-    assert np.shares_memory(bm.defaults(3), bm.default_batch(7))  # no allocation per call
-    long = bm.default_batch(600)  # longer than the shared row: an array of its own
-    assert long.shape == (1, 600) and (long == 1).all() and long.flags.writeable
+    row = bm.defaults(50)
+    assert row.tolist() == [1] * 50
+    assert not row.flags.writeable
+    assert np.shares_memory(bm.defaults(3), bm.defaults(7))  # no allocation per call
+    long = bm.defaults(600)  # longer than the shared row: an array of its own
+    assert long.shape == (600,) and (long == 1).all() and long.flags.writeable

@@ -66,16 +66,6 @@ def gap_buckets(timestamps: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def history_gap_buckets(seconds: np.ndarray) -> np.ndarray:
-    """``gap_buckets`` of one unpadded history from its per-event gaps in seconds (any
-    shape; the first entry along the last axis is ignored: the first event gets
-    ``GAP_FIRST``). For a caller that already holds the gaps, one searchsorted."""
-    out = _log2_buckets(seconds)
-    if out.shape[-1]:
-        out[..., 0] = GAP_FIRST
-    return out
-
-
 def request_gap_buckets(last_timestamps: np.ndarray, request_times: np.ndarray) -> np.ndarray:
     """Bucket of the time from each history's last event to its request (same scale as
     ``gap_buckets``; a request before the last event counts as 0 s): a few minutes says

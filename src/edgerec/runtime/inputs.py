@@ -191,17 +191,13 @@ class BehaviourMap:
         self.by_name = {v: i for i, v in enumerate(vocab)}
         self.by_int = {int(v): i for i, v in enumerate(vocab) if _is_int_text(v)}
         self.default = self.by_name[default]
-        self._default_rows = _read_only(np.full((1, _SHARED_ROW), self.default, dtype=np.int64))
+        self._default_row = _read_only(np.full(_SHARED_ROW, self.default, dtype=np.int64))
 
     def defaults(self, n: int) -> np.ndarray:
         """Behaviours of a history given without them (a shared read-only row when short)."""
-        return self.default_batch(n)[0]
-
-    def default_batch(self, n: int) -> np.ndarray:
-        """``defaults(n)`` as a (1, n) graph input: one history given without behaviours."""
         if n <= _SHARED_ROW:
-            return self._default_rows[:, :n]
-        return np.full((1, n), self.default, dtype=np.int64)
+            return self._default_row[:n]
+        return np.full(n, self.default, dtype=np.int64)
 
     def index(self, x: object, where: str) -> int:
         if isinstance(x, str):
