@@ -20,8 +20,9 @@ top-k is faster than onnxruntime's TopK (1M scores: 0.55 vs 1.10 ms,
 The request goes in as one ``REQUEST`` array, (4, n) int64, n the events given (more past
 the window the model reads: ``plan_width``): the catalog rows, the behaviour codes, the
 seconds since each previous event with ``FIRST_GAP_MARK`` at the first event the model
-reads, and the rows to mask (the history's rows, or zeros: row 0 is always masked). Nodes put in front of the user encoder slice the latest ``max_len``
-events, split them into the graph's ``items`` and ``behaviours``, count the gap buckets
+reads, and the rows to mask (the history's rows, or zeros: row 0 is always masked).
+Nodes put in front of the user encoder slice the latest ``max_len`` events, split them
+into the graph's ``items`` and ``behaviours``, count the gap buckets
 (``features.MARKED_BUCKET_EDGES``) and take ``lengths`` from the shape; those four inputs
 are no longer declared. Why:
 
@@ -154,9 +155,10 @@ def request_array(
     at most ``max_len``), their behaviour codes and timestamps (None: no times given,
     every gap a zero gap, as ``gap_buckets`` of zeros), and the rows to mask (any number).
 
-    Rows to mask beyond the rows read widen the array to the left (to ``plan_width``) with
-    columns the graph's slice skips, which needs a full window (``max_len`` rows read). A caller
-    holding the history as lists builds the same array itself (``inputs.usual_stack``).
+    Rows to mask beyond the rows read widen the array to the left (to ``plan_width``)
+    with columns the graph's slice skips, which needs a full window (``max_len`` rows
+    read). A caller holding the history as lists builds the same array itself
+    (``inputs.usual_stack``).
     """
     used, n_excluded = len(rows), len(excluded)
     n = plan_width(max(used, n_excluded), max_len)
