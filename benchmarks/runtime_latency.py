@@ -39,6 +39,7 @@ import platform
 import shutil
 import statistics
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -214,6 +215,46 @@ def without_lookup_lists(rec):
     return rec
 
 
+def torch_requests(histories) -> list:
+    """Each history as the index tensors the PyTorch model takes, built once: the
+    PyTorch side is timed without input handling (favourable to it)."""
+    import torch
+
+    from edgerec.features import gap_buckets
+
+    out = []
+    for _, _, ts, items, beh in histories:
+        L = len(items)
+        t = torch.from_numpy
+        out.append(
+            (
+                t(items[None, :].astype(np.int64)),
+                t(beh[None, :].astype(np.int64)),
+                t(gap_buckets(np.asarray(ts)[None, :], np.array([L]))),
+                torch.tensor([L]),
+                t(np.unique(items).astype(np.int64)),
+            )
+        )
+    return out
+
+
+def eager_recommend(model, table):
+    """``recommend()``'s work in PyTorch eager: user tower, scoring, seen and padding
+    masked, top-10, on one of ``torch_requests``."""
+    import torch
+
+    def torch_recommend(p):
+        items, beh, gaps, lengths, seen = p
+        with torch.inference_mode():
+            enc = model.encode_users(items, beh, gaps, lengths, item_table=table)
+            scores = enc.user @ table.T
+            scores[0, 0] = -torch.inf
+            scores[0, seen] = -torch.inf
+            return torch.topk(scores, 10, dim=1)
+
+    return torch_recommend
+
+
 def bench_recommend(
     bundle: Path, run_dir: Path, histories, repeats: int, distilled: Path | None = None
 ) -> dict:
@@ -246,28 +287,12 @@ def bench_recommend(
     model = load_run(run_dir).model.eval()
     with torch.inference_mode():
         table = model.items().contiguous()  # cached once, as a PyTorch server would
-    prepared = []
-    for _, _, ts, items, beh in histories:
-        L = len(items)
-        t = torch.from_numpy
-        prepared.append(
-            (
-                t(items[None, :].astype(np.int64)),
-                t(beh[None, :].astype(np.int64)),
-                t(gap_buckets(np.asarray(ts)[None, :], np.array([L]))),
-                torch.tensor([L]),
-                t(np.unique(items).astype(np.int64)),
-            )
-        )
-
-    def torch_recommend(p):
-        items, beh, gaps, lengths, seen = p
-        with torch.inference_mode():
-            enc = model.encode_users(items, beh, gaps, lengths, item_table=table)
-            scores = enc.user @ table.T
-            scores[0, 0] = -torch.inf
-            scores[0, seen] = -torch.inf
-            return torch.topk(scores, 10, dim=1)
+    student = student_model(model, recs.get("distilled_int8"))
+    prepared = torch_requests(histories)
+    torch_recommend = eager_recommend(model, table)
+    eager_models = {"torch_eager": torch_recommend}
+    if student is not None:
+        eager_models["torch_eager_student"] = eager_recommend(student, table)
 
     # End to end: the PyTorch model behind the runtime's own input handling and result
     # objects, i.e. all the work recommend() does, with only the engine swapped.
@@ -306,7 +331,8 @@ def bench_recommend(
         h = histories[i % len(histories)]
         for rec in recs.values():
             runtime(rec, h)
-        torch_recommend(prepared[i % len(prepared)])
+        for fn in eager_models.values():
+            fn(prepared[i % len(prepared)])
         torch_end_to_end(h)
     same = sum(torch_end_to_end(h).item_ids == runtime(rec8, h).item_ids for h in histories) / len(
         histories
@@ -316,10 +342,8 @@ def bench_recommend(
     # fixed (or rotated) order the same contender always follows the same other one
     # (runtime_fp32 and runtime_int8, one graph, differed by 25-30% that way).
     contenders = [(f"runtime_{p}", runtime, rec) for p, rec in recs.items()]
-    contenders += [
-        ("torch_eager", torch_recommend, None),
-        ("torch_end_to_end", torch_end_to_end, None),
-    ]
+    contenders += [(name, fn, None) for name, fn in eager_models.items()]
+    contenders += [("torch_end_to_end", torch_end_to_end, None)]
     order_rng = np.random.default_rng(0)
     timer = Timer()
     for i in range(repeats):
@@ -328,7 +352,7 @@ def bench_recommend(
             name, fn, rec = contenders[c]
             if rec is not None:
                 timer(name, fn, rec, histories[j])
-            elif name == "torch_eager":
+            elif name in eager_models:
                 timer(name, fn, prepared[j])
             else:
                 timer(name, fn, histories[j])
@@ -345,8 +369,9 @@ def bench_recommend(
                 for i in range(block):
                     h = histories[(r * block + i) % len(histories)]
                     timer(f"runtime_{p}", runtime, rec, h)
-            for i in range(block):
-                timer("torch_eager", torch_recommend, prepared[(r * block + i) % len(prepared)])
+            for name, fn in eager_models.items():
+                for i in range(block):
+                    timer(name, fn, prepared[(r * block + i) % len(prepared)])
             for i in range(block):
                 h = histories[(r * block + i) % len(histories)]
                 timer("torch_end_to_end", torch_end_to_end, h)
@@ -359,6 +384,10 @@ def bench_recommend(
             table_[f"speedup_vs_torch_end_to_end_{p}"] = p50_ratio(
                 table_["torch_end_to_end"], table_[f"runtime_{p}"], 2
             )
+        if student is not None:
+            table_["speedup_vs_torch_student_distilled_int8"] = p50_ratio(
+                table_["torch_eager_student"], table_["runtime_distilled_int8"], 2
+            )
     out["items"] = rec8.n_items
     out["history_length"] = len(histories[0][0])
     out["scoring_path"] = rec8.scoring
@@ -369,6 +398,27 @@ def bench_recommend(
     )
     out["torch_end_to_end_same_top10_as_runtime_int8"] = round(same, 4)
     return out
+
+
+def student_model(teacher, distilled):
+    """The student's architecture in PyTorch, for the distilled bundle's own eager
+    comparison: the teacher narrowed to the bundle's distilled LSTM width by the export's
+    ``make_user_student``. Its weights are the pruned teacher's, not the distilled ones
+    (the bundle holds only the graph), so its answers differ, but its work -- every op and
+    shape of a request -- is the distilled model's. None without a distilled bundle."""
+    if distilled is None:
+        return None
+    from edgerec.export import DistillConfig
+    from edgerec.export.distill import make_user_student
+
+    info = (distilled.manifest.raw.get("distillation") or {}).get("user_encoder") or {}
+    hidden, teacher_hidden = info.get("hidden"), int(teacher.cfg.hidden)
+    if not hidden:
+        return None
+    student = make_user_student(teacher, DistillConfig(user_hidden_ratio=hidden / teacher_hidden))
+    if int(student.cfg.hidden) != int(hidden):
+        raise SystemExit(f"student width {student.cfg.hidden} != the bundle's {hidden}")
+    return student.eval()
 
 
 def bench_skip_layer_norm_fusion(rec, histories, repeats: int) -> dict:
@@ -743,6 +793,27 @@ def bench_add_items(bundle: Path, texts: list[str], threads: int, repeats: int) 
 # --- report --------------------------------------------------------------------------------
 
 
+def interpreter() -> dict:
+    """Which CPython build ran: about a third of a warm ``recommend()`` is Python, and
+    builds differ there (see docs/runtime.md, "The Python interpreter"). ``CONFIG_ARGS``
+    is kept as sysconfig gives it, though a distribution's static binary may report its
+    shared build's; the libpython actually mapped into this process is read directly."""
+    shared = None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            shared = any("libpython" in line for line in f)
+    except OSError:
+        shared = bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    args = sysconfig.get_config_var("CONFIG_ARGS") or ""
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": os.path.realpath(sys.executable),
+        "libpython_shared": shared,
+        "config_args": args,
+    }
+
+
 def hardware() -> dict:
     import onnxruntime as ort
 
@@ -753,6 +824,7 @@ def hardware() -> dict:
         "cpu": _cpu(),
         "gpus": _gpu(),
         "python": platform.python_version(),
+        "interpreter": interpreter(),
         "numpy": np.__version__,
         "onnxruntime": ort.__version__,
         "blas_threads_env": {
@@ -762,6 +834,24 @@ def hardware() -> dict:
     }
 
 
+def python_build(hw: dict) -> str:
+    py = hw.get("interpreter") or {"version": hw.get("python", "?")}
+    if "executable" not in py:
+        return f"Python {py['version']}"
+    linkage = {True: "libpython shared", False: "libpython linked in", None: "linkage unknown"}
+    return f"{py['implementation']} {py['version']} ({py['executable']}, {linkage[py['libpython_shared']]})"
+
+
+def student_line(summary: dict) -> list[str]:
+    sp = summary.get("speedup_vs_torch_student_distilled_int8")
+    if not sp:
+        return []
+    return [
+        "",
+        f"runtime_distilled_int8 vs torch_eager_student: {sp['wall']}x wall / {sp['cpu']}x CPU.",
+    ]
+
+
 def markdown(res: dict) -> str:
     hw = res["hardware"]
     flags = ", ".join(f for f, on in hw["cpu"]["flags"].items() if on) or "none"
@@ -769,7 +859,8 @@ def markdown(res: dict) -> str:
         "# edgerec runtime latency",
         "",
         f"{res['date']} on {hw['cpu']['model']} ({hw['cpu']['cores']} cores, flags {flags}), "
-        f"onnxruntime {hw['onnxruntime']}, numpy {hw['numpy']}. Load average at start "
+        f"onnxruntime {hw['onnxruntime']}, numpy {hw['numpy']}, {python_build(hw)}. "
+        "Load average at start "
         f"{', '.join(f'{x:.1f}' for x in hw['load_average'])} on a machine shared with "
         "other jobs: wall-clock times include waiting for a core, so each table also gives "
         "the process CPU time (the steadier figure); ratios come from the same "
@@ -789,8 +880,11 @@ def markdown(res: dict) -> str:
             (k for k in r if k.startswith("runtime_")),
             key=lambda k: order.index(k) if k in order else len(order),
         )
-        torch_keys = [k for k in ("torch_eager", "torch_end_to_end") if k in r]
+        torch_keys = [
+            k for k in ("torch_eager", "torch_eager_student", "torch_end_to_end") if k in r
+        ]
         lines += speedup_table(r, [*runtime_keys, *torch_keys])
+        lines += student_line(r)
         for key, what in (
             ("warm", "Warm"),
             (
@@ -812,6 +906,7 @@ def markdown(res: dict) -> str:
                 "",
             ]
             lines += speedup_table(w, [*runtime_keys, *torch_keys])
+            lines += student_line(w)
         lines += [
             "",
             "torch_eager: the trained model in eager mode (user tower + scoring + masking + "
@@ -826,7 +921,11 @@ def markdown(res: dict) -> str:
             "user encoder's run instead of inside it); runtime_int8_dict_lookups resolves ids "
             "through the id dict and reads result labels from numpy object arrays (the "
             "runtime before list lookups). runtime_distilled_int8 is the "
-            "distilled student bundle, compared with the same (teacher) PyTorch model.",
+            "distilled student bundle; its speed-up columns compare it with the teacher's "
+            "PyTorch model, and the line under each table with torch_eager_student: the "
+            "student's architecture (LSTM narrowed to the distilled width) in eager mode, "
+            "the same work as the distilled bundle (its weights are the pruned teacher's, "
+            "so its answers differ; its ops and shapes do not).",
             "",
         ]
         if "user_encoder_graph" in r:
