@@ -66,6 +66,8 @@ def worker(args: argparse.Namespace) -> None:
     with torch.inference_mode():
         table = model.items().contiguous()
     student = RL.student_model(model, recs["runtime_distilled_int8"])
+    if student is None:
+        raise SystemExit("the distilled bundle's manifest records no student LSTM width")
     prepared = RL.torch_requests(histories)
 
     def runtime(rec):
