@@ -16,12 +16,15 @@ from runtime_helpers import (
 
 from edgerec.runtime import Recommender
 from edgerec.runtime import onnxproto as P
+from edgerec.runtime import recommender as recommender_module
 from edgerec.runtime.fused import (
     BIAS,
+    MAX_FIXED_WIDTH,
     PREFIX,
     REQUEST,
     SPLIT_INPUTS,
     K,
+    full_window_widths,
     fused_graph,
     plan_width,
     ranked,
@@ -100,27 +103,39 @@ def test_plan_width_keeps_lengths_in_the_window_and_rounds_longer_ones_to_powers
     np.testing.assert_array_equal(widened(a, 5), np.hstack([np.zeros((4, 2), np.int64), a]))
 
 
-def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bundle):
-    """Every distinct input shape leaves onnxruntime a memory plan for the session's
-    life; histories longer than max_len (10 here) are fed at power-of-two widths."""
+def record_fused_runs(rec: Recommender) -> list[tuple[str, tuple[int, int]]]:
+    """Wrap ``rec``'s fused runs to log (which session, REQUEST's shape) per run."""
     import dataclasses
 
+    log: list[tuple[str, tuple[int, int]]] = []
+
+    def logged(kind: str, real):
+        def run(names, feeds):
+            log.append((kind, feeds[REQUEST].shape))
+            return real(names, feeds)
+
+        return run
+
+    rec._fused = dataclasses.replace(rec._fused, run=logged("dynamic", rec._fused.run))
+    rec._fused_runs = {w: logged("fixed", run) for w, run in rec._fused_runs.items()}
+    return log
+
+
+def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bundle):
+    """Every distinct input shape leaves onnxruntime a memory plan for the session's
+    life; histories longer than max_len (10 here) are fed at power-of-two widths, and
+    those (and full windows) run on the session fixed to their width."""
     fused, apart = pair(bundle)
-    widths = []
-    real = fused._fused.run
-
-    def run(names, feeds):
-        widths.append(feeds[REQUEST].shape)
-        return real(names, feeds)
-
-    fused._fused = dataclasses.replace(fused._fused, run=run)
+    assert sorted(fused._fused_runs) == [10, 16, 32, 64, 128, 256, 512, 1024]
+    log = record_fused_runs(fused)
     rng = np.random.default_rng(11)
     for n in range(1, 140):
         history = rng.integers(101, 101 + N, n).tolist()
-        ts = np.sort(rng.integers(0, 10**6, n)).tolist()
+        ts = np.sort(rng.integers(0, 10**7, n)).tolist()
         for h in (history, tuple(history)):  # the usual path and the general one
             kw = {"k": 5, "timestamps": ts, "exclude_seen": bool(n % 2)}
             assert_same(fused.recommend(h, **kw), apart.recommend(history, **kw))
+    widths = [shape for _, shape in log]
     assert {w for w in widths if w[1] > 10} == {(4, 16), (4, 32), (4, 64), (4, 128), (4, 256)}
     # the general path's array holds just the window when no rows are masked
     expected = [
@@ -129,6 +144,56 @@ def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bund
         for w in (plan_width(n, 10), plan_width(n, 10) if n % 2 else min(n, 10))
     ]
     assert widths == expected
+    assert all((kind == "fixed") == (shape[1] >= 10) for kind, shape in log)
+
+
+def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
+    assert full_window_widths(10) == (10, 16, 32, 64, 128, 256, 512, 1024)
+    assert full_window_widths(50) == (50, 64, 128, 256, 512, 1024)
+    assert full_window_widths(64) == (64, 128, 256, 512, 1024)
+    assert full_window_widths(2000) == (2000,)
+    for max_len in (10, 50, 64, 100):
+        # every width plan_width gives a longer history, up to the cap
+        past = {plan_width(n, max_len) for n in range(max_len + 1, 5000)}
+        assert {w for w in past if w <= MAX_FIXED_WIDTH} == set(full_window_widths(max_len)[1:])
+
+
+def test_fused_graph_with_a_width_fixes_the_request_columns(bundle):
+    blob = (bundle / "user_encoder.onnx").read_bytes()
+    assert P.scan_model(fused_graph(blob, 10, 16)).inputs[REQUEST] == P.TensorInfo(P.INT64, (4, 16))
+    session = ort.InferenceSession(fused_graph(blob, 10, 10), providers=["CPUExecutionProvider"])
+    assert {i.name: i.shape for i in session.get_inputs()}[REQUEST] == [4, 10]
+
+
+def test_a_fixed_width_session_that_answers_differently_at_load_is_dropped(
+    bundle, tmp_path, monkeypatch
+):
+    """The load-time check runs each fixed-width session against the dynamic one; here
+    the 16-column one is built from another model's graph, so it must not be kept."""
+    other = make_bundle(tmp_path / "other", n_items=N, max_len=10, seed=1) / "user_encoder.onnx"
+    other_blob = other.read_bytes()
+    real = recommender_module.fused_graph
+
+    def mixed(blob, max_len, width=None):
+        return real(other_blob if width == 16 else blob, max_len, width)
+
+    monkeypatch.setattr(recommender_module, "fused_graph", mixed)
+    fused = Recommender.load(bundle, providers="cpu", threads=1)
+    apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
+    assert fused.fused_topk and 16 not in fused._fused_runs and 32 in fused._fused_runs
+    history = list(range(101, 101 + 14))  # fed 16 columns wide: the dynamic session
+    assert_same(fused.recommend(history, k=5), apart.recommend(history, k=5))
+
+
+def test_a_fixed_width_session_that_cannot_load_is_left_out(bundle, monkeypatch):
+    real = recommender_module.fused_graph
+
+    def broken(blob, max_len, width=None):
+        return b"not a model" if width == 32 else real(blob, max_len, width)
+
+    monkeypatch.setattr(recommender_module, "fused_graph", broken)
+    fused = Recommender.load(bundle, providers="cpu", threads=1)
+    assert fused.fused_topk and 32 not in fused._fused_runs and 16 in fused._fused_runs
 
 
 def test_fused_topk_never_returns_seen_padding_or_removed_items(bundle):

@@ -38,6 +38,10 @@ are no longer declared. Why:
   histories, -7.6 to +4.8 us over six rounds, no clear change: the eight added nodes cost
   about what the inputs, the host's bucketing and the slices they replace did (paired
   A/B).
+
+Requests that fill the window run on sessions with ``REQUEST``'s width fixed
+(``full_window_widths``, ``fused_graph``'s ``width``), where onnxruntime folds away what
+the dynamic graph computes from the length.
 """
 
 from __future__ import annotations
@@ -58,13 +62,22 @@ VALUES = PREFIX + "values"
 INDICES = PREFIX + "indices"
 OUTPUTS = [VALUES, INDICES, "user", "gate"]
 MAX_ROWS = 1 << 16
+MAX_FIXED_WIDTH = 1024  # widest request given a session of its own (full_window_widths)
 MIN_OPSET = 15  # Shape's start attribute; Slice, Split, Unsqueeze, ReduceSum take inputs from 13
 _NEG_INF = float("-inf")
 
 
-def fused_graph(user_graph: bytes, max_len: int) -> bytes | None:
+def fused_graph(user_graph: bytes, max_len: int, width: int | None = None) -> bytes | None:
     """The user encoder (item table as an input) fed from ``REQUEST``, plus scoring and
     TopK of its user vector; ``max_len``: the events the model reads.
+
+    ``width``: declare ``REQUEST``'s columns fixed (one of ``full_window_widths``) instead
+    of dynamic. With every event dim known, onnxruntime's shape inference makes the
+    history length a constant, and constant folding drops the nodes that compute from
+    it: the length, the mask rows and their slices, the -inf updates for masking (49 ->
+    41 nodes for the MovieLens model). Runs of such a session took 13-17 us less than
+    the dynamic one's on the same 50-event requests, with byte-identical outputs (paired
+    A/B of bare runs, blocks of 25 alternating, three rounds).
 
     None (the caller then keeps separate scoring) when the graph already uses the names
     the additions need -- if ``PREFIX`` occurs nowhere in the bytes, no name can hold it --
@@ -98,7 +111,7 @@ def fused_graph(user_graph: bytes, max_len: int) -> bytes | None:
         P.without_inputs(user_graph, SPLIT_INPUTS),
         nodes,
         [
-            P.value_info(REQUEST, P.INT64, [4, "n_events"]),
+            P.value_info(REQUEST, P.INT64, [4, width or "n_events"]),
             P.value_info(BIAS, P.FLOAT, ["n_rows"]),
             P.value_info(K, P.INT64, [1]),
         ],
@@ -132,6 +145,21 @@ def plan_width(n: int, max_len: int) -> int:
     history length would otherwise add one.
     """
     return n if n <= max_len else 1 << (n - 1).bit_length()
+
+
+def full_window_widths(max_len: int) -> tuple[int, ...]:
+    """The ``REQUEST`` widths of histories that fill the window (n >= ``max_len``):
+    ``max_len`` and the powers of two ``plan_width`` rounds longer ones to, up to
+    ``MAX_FIXED_WIDTH``. A returning user's history usually fills the window, so the
+    recommender gives each of these widths a session of its own (``fused_graph``'s
+    ``width``); shorter and longer requests run on the dynamic one. Each costs about
+    7 ms to create and 0.2-0.3 MB (MovieLens model)."""
+    widths = [max_len]
+    w = 1 << max_len.bit_length()  # plan_width(max_len + 1)
+    while w <= MAX_FIXED_WIDTH:
+        widths.append(w)
+        w <<= 1
+    return tuple(widths)
 
 
 def widened(request: np.ndarray, width: int) -> np.ndarray:
