@@ -426,8 +426,14 @@ def usual_stack(
     n = len(history)
     if n == 0 or n > MAX_HISTORY:
         return None
-    kind = int if catalog.id_type == "int" else str
-    if set(map(type, history)) != {kind}:
+    timed = timestamps is not None
+    if timed and not (type(timestamps) is list and len(timestamps) == n):
+        return None
+    # exact types: ids of the catalog's kind, int timestamps (one pass when both are int)
+    if catalog.id_type == "int":
+        if set(map(type, history + timestamps if timed else history)) != {int}:
+            return None
+    elif set(map(type, history)) != {str} or (timed and set(map(type, timestamps)) != {int}):
         return None
     index = catalog.index
     if index.delta:
@@ -443,9 +449,8 @@ def usual_stack(
         found = list(map(index.base_get, history))
     if None in found:
         return None
-    given = [found]
     if behaviours is None:
-        pass
+        codes = None
     elif type(behaviours) is list and len(behaviours) == n:
         # vocabulary strings: every value found means every value is a str (the keys
         # are, and only a str equals one), so the lookup is the type check
@@ -457,33 +462,24 @@ def usual_stack(
             if set(map(type, behaviours)) != {int}:
                 return None
             codes = list(map(behaviour_map.by_int.get, behaviours, itertools.repeat(0, n)))
-        given.append(codes)
     else:
         return None
-    if timestamps is None:
-        if max_len is None:
-            return np.array(given, dtype=np.int64)
-        gaps = [0] * n
-    elif (
-        type(timestamps) is list
-        and len(timestamps) == n
-        and set(map(type, timestamps)) == {int}
-        and max(timestamps) < _TS_LIMIT
-        and min(timestamps) > -_TS_LIMIT
-    ):
-        if max_len is None:
-            given.append(timestamps)
-            return np.array(given, dtype=np.int64)
-        # |t| < 2**62, so every difference fits in int64 (and stays above the mark)
+    if timed and not (max(timestamps) < _TS_LIMIT and min(timestamps) > -_TS_LIMIT):
+        return None
+    if max_len is None:
+        rows = [found] + ([codes] if codes is not None else [])
+        return np.array(rows + [timestamps] if timed else rows, dtype=np.int64)
+    if codes is None:
+        codes = [behaviour_map.default] * n
+    if timed:  # |t| < 2**62, so every difference fits in int64 (and stays above the mark)
         gaps = list(map(operator.sub, timestamps, timestamps[:1] + timestamps[:-1]))
     else:
-        return None
-    if behaviours is None:
-        given.append([behaviour_map.default] * n)
+        gaps = [0] * n
     gaps[max(0, n - max_len)] = FIRST_GAP_MARK
-    given.append(gaps)
-    given.append(found if exclude_seen else [0] * n)
-    return np.array(given, dtype=np.int64)
+    # one flat list into one array: np.fromiter with a count builds it without numpy's
+    # nested-list shape discovery
+    flat = found + codes + gaps + (found if exclude_seen else [0] * n)
+    return np.fromiter(flat, np.int64, 4 * n).reshape(4, n)
 
 
 def _usual_arrays(
