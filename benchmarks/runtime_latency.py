@@ -487,29 +487,36 @@ def graph_cut(model, outputs: list[str]) -> bytes:
 
 
 def _captured_feeds(rec, histories) -> list[dict]:
-    """The feeds of the fused run each history's recommend() makes (one per history)."""
+    """The feeds of the fused run each history's recommend() makes (one per history),
+    whichever session ran it (the dynamic one or one of a fixed width)."""
     import dataclasses
 
-    fused, feeds = rec._fused, []
+    fused, fixed, feeds = rec._fused, rec._fused_runs, []
 
-    def capture(names, feed):
-        feeds.append(dict(feed))
-        return fused.run(names, feed)
+    def capturing(run):
+        def capture(names, feed):
+            feeds.append(dict(feed))
+            return run(names, feed)
 
-    rec._fused = dataclasses.replace(fused, run=capture)
+        return capture
+
+    rec._fused = dataclasses.replace(fused, run=capturing(fused.run))
+    rec._fused_runs = {width: capturing(run) for width, run in fixed.items()}
     try:
         for h in histories:
             rec.recommend(h[0], k=10, behaviours=h[1], timestamps=h[2])
     finally:
-        rec._fused = fused
+        rec._fused, rec._fused_runs = fused, fixed
     return feeds
 
 
 def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
     """Where a warm single-history ``recommend()`` spends its time, measured per bundle.
 
-    The fused graph recommend() runs (user encoder + scoring + top-k) is cut after the
-    event embedding (its LayerNormalization), after the LSTM and after the user vector.
+    The fused graph recommend() runs (user encoder + scoring + top-k; the fixed-width
+    one when every history's request has a width with a session of its own) is cut
+    after the event embedding (its LayerNormalization), after the LSTM and after the
+    user vector.
     Each cut runs on the very feeds recommend() built for the same history, so it pays
     onnxruntime's whole per-run cost. Per cycle, every bundle's recommend() and cuts run
     in blocks of 25 consecutive calls; a section's share is the median over cycles of the
@@ -518,14 +525,17 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
     """
     import onnx
 
-    from edgerec.runtime.fused import OUTPUTS, fused_graph
+    from edgerec.runtime.fused import OUTPUTS, REQUEST, fused_graph
     from edgerec.runtime.providers import CPU, create_session, fast_run
 
     plans, out = {}, {}
     for name, rec in recs.items():
         feeds = _captured_feeds(rec, histories) if rec._fused is not None else []
         blob = (rec.path / rec.graph_files["user_encoder"]).read_bytes()
-        model = onnx.load_from_string(fused_graph(blob, rec.max_len)) if feeds else None
+        widths = {f[REQUEST].shape[1] for f in feeds}
+        width = widths.pop() if len(widths) == 1 else None
+        width = width if width in rec._fused_runs else None
+        model = onnx.load_from_string(fused_graph(blob, rec.max_len, width)) if feeds else None
         by_op: dict[str, list[str]] = {}
         for node in model.graph.node if model is not None else []:
             by_op.setdefault(node.op_type, []).append(node.output[0])
@@ -544,11 +554,11 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
             cut: (fast_run(create_session(graph_cut(model, outs), cut, [CPU], 1, True)), outs)
             for cut, outs in cuts.items()
         }
-        plans[name] = (rec, feeds, runs)
+        plans[name] = (rec, feeds, runs, width)
     block = 25
     cycles: dict[str, list[dict]] = {name: [] for name in plans}
     for r in range(max(repeats // block, 4)):
-        for name, (rec, feeds, runs) in plans.items():
+        for name, (rec, feeds, runs, _) in plans.items():
             timer = Timer()
             for i in range(block):
                 h = histories[(r * block + i) % len(histories)]
@@ -561,6 +571,7 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
         out[name] = {
             "block": block,
             "cycles": len(per_cycle),
+            "request_width_fixed": plans[name][3],
             "recommend_cpu_us": round(statistics.median(c["recommend"] for c in per_cycle), 1),
             "sections_cpu_us": {
                 section: round(statistics.median(c[a] - (c[b] if b else 0.0) for c in per_cycle), 1)
@@ -842,6 +853,15 @@ def python_build(hw: dict) -> str:
     return f"{py['implementation']} {py['version']} ({py['executable']}, {linkage[py['libpython_shared']]})"
 
 
+def fixed_note(budgets: dict) -> str:
+    widths = {b.get("request_width_fixed") for b in budgets.values()}
+    if widths == {None}:
+        return "the dynamic session's graph"
+    return "the graph with the request width fixed at " + ", ".join(
+        f"{w}" for w in sorted(w for w in widths if w is not None)
+    )
+
+
 def student_line(summary: dict) -> list[str]:
     sp = summary.get("speedup_vs_torch_student_distilled_int8")
     if not sp:
@@ -942,7 +962,8 @@ def markdown(res: dict) -> str:
         budgets = {p: b for p, b in r.get("time_budget", {}).items() if "skipped" not in b}
         if budgets:
             lines += [
-                "Where a warm recommend() spends its time (CPU us): the fused graph it runs, "
+                "Where a warm recommend() spends its time (CPU us): the fused graph it runs "
+                f"({fixed_note(budgets)}), "
                 "cut after the event embedding, after the LSTM and after the user vector, each "
                 "run on the feeds recommend() built, in blocks of 25 calls alternating with "
                 "recommend() itself and with the other bundle's; each row is the median over "
