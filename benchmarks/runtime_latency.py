@@ -13,7 +13,9 @@ drift of a shared machine hits them alike; medians are reported, nothing is asse
    alternating blocks of 25 consecutive calls per contender, and "steady", in blocks of
    200 (a server answering request after request: the first calls of a block pay for
    the caches the other contenders took, a smaller share of a longer block). The int8
-   bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k).
+   bundle also runs with ``fuse_topk=False`` (A/B of the fused top-k). The distilled
+   bundle is also compared with ``torch_eager_student``, the student's architecture in
+   PyTorch (``student_model``). The report records the CPython build (``interpreter``).
 2. A 1M-item catalog (synthetic vectors around the real ones): ``recommend()`` over
    float32, float16 and int8 item matrices against a bare ``items @ u`` of the float32
    matrix; plus top-k alone (threshold, argpartition, ONNX TopK) over 1M scores.
