@@ -207,7 +207,7 @@ class Recommender:
         # width -> run of a session with that REQUEST width fixed (full_window_widths).
         # 50-event MovieLens requests, sessions fixed vs dynamic (alternating blocks of 25,
         # three rounds per run): -2.2 to -13.4 us per recommend() over four runs toggled
-        # on one recommender, -16.2 to +6.1 us over three runs of two recommenders.
+        # on one recommender, -16.2 to +6.1 us over four runs of two recommenders.
         self._fused_runs: dict[int, Callable] = {}
         if self._fused is not None:
             for width in full_window_widths(m.dims.max_len):
