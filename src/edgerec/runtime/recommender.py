@@ -455,20 +455,22 @@ class Recommender:
             self._fused_runs = {}
             self._state_ref = self._new_state(cat, state.scorer)
             return
-        self._smoke_test_fixed_widths(cat, state.bias, int(prep.rows[0]))
+        self._smoke_test_fixed_widths(cat, state.bias)
 
-    def _smoke_test_fixed_widths(self, cat: Catalog, bias: np.ndarray, row: int) -> None:
+    def _smoke_test_fixed_widths(self, cat: Catalog, bias: np.ndarray) -> None:
         """Each fixed-width session must answer a full-window request of its width as the
         dynamic session does; one that cannot run or differs is dropped (its requests
         then run on the dynamic session)."""
         max_len = self.manifest.dims.max_len
         k = min(cat.n_rows, 20)
+        active = np.flatnonzero(cat.active)
+        rows = active if len(active) else np.ones(1, np.int64)  # row 1 of an empty catalog
         for width, run in list(self._fused_runs.items()):
             request = request_array(
-                np.full(max_len, row, np.int64),
+                rows[np.arange(max_len) % len(rows)],
                 np.full(max_len, self._behaviours.default, np.int64),
                 np.arange(max_len, dtype=np.int64) * 3600,
-                np.full(width, row, np.int64),
+                rows[np.arange(width) % len(rows)],
                 max_len,
             )
             feeds = scoring_feeds({FUSED_REQUEST: request, "item_table": cat.matrix}, bias, k)
