@@ -172,12 +172,12 @@ def test_a_fixed_width_session_that_answers_differently_at_load_is_dropped(
     the 16-column one is built from another model's graph, so it must not be kept."""
     other = make_bundle(tmp_path / "other", n_items=N, max_len=10, seed=1) / "user_encoder.onnx"
     other_blob = other.read_bytes()
-    real = recommender_module.fused_graph
+    real = recommender_module.fused_graphs
 
-    def mixed(blob, max_len, width=None):
-        return real(other_blob if width == 16 else blob, max_len, width)
+    def mixed(blob, max_len, widths):
+        return real(blob, max_len, widths) | real(other_blob, max_len, [16])
 
-    monkeypatch.setattr(recommender_module, "fused_graph", mixed)
+    monkeypatch.setattr(recommender_module, "fused_graphs", mixed)
     fused = Recommender.load(bundle, providers="cpu", threads=1)
     apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
     assert fused.fused_topk and 16 not in fused._fused_runs and 32 in fused._fused_runs
@@ -186,12 +186,12 @@ def test_a_fixed_width_session_that_answers_differently_at_load_is_dropped(
 
 
 def test_a_fixed_width_session_that_cannot_load_is_left_out(bundle, monkeypatch):
-    real = recommender_module.fused_graph
+    real = recommender_module.fused_graphs
 
-    def broken(blob, max_len, width=None):
-        return b"not a model" if width == 32 else real(blob, max_len, width)
+    def broken(blob, max_len, widths):
+        return real(blob, max_len, widths) | {32: b"not a model"}
 
-    monkeypatch.setattr(recommender_module, "fused_graph", broken)
+    monkeypatch.setattr(recommender_module, "fused_graphs", broken)
     fused = Recommender.load(bundle, providers="cpu", threads=1)
     assert fused.fused_topk and 32 not in fused._fused_runs and 16 in fused._fused_runs
 

@@ -46,6 +46,8 @@ the dynamic graph computes from the length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edgerec.features import FIRST_GAP_MARK, MARKED_BUCKET_EDGES
@@ -84,14 +86,23 @@ def fused_graph(user_graph: bytes, max_len: int, width: int | None = None) -> by
     when its opset predates ``MIN_OPSET``, or when ``SPLIT_INPUTS`` are not all int64
     inputs of it.
     """
+    return fused_graphs(user_graph, max_len, [width]).get(width)
+
+
+def fused_graphs(
+    user_graph: bytes, max_len: int, widths: Sequence[int | None]
+) -> dict[int | None, bytes]:
+    """``fused_graph`` for each of ``widths`` (None: the dynamic graph), the bundle's
+    graph checked and stripped of its history inputs once for all of them (about 3 ms
+    each for the MovieLens model); empty where ``fused_graph`` gives None."""
     if PREFIX.encode() in bytes(user_graph):
-        return None
+        return {}
     summary = P.scan_model(user_graph)
     if summary.opsets.get("", summary.opsets.get("ai.onnx", 0)) < MIN_OPSET or any(
         name not in summary.inputs or summary.inputs[name].elem_type != P.INT64
         for name in SPLIT_INPUTS
     ):
-        return None
+        return {}
     p = PREFIX
     read, excluded = p + "read", p + "excluded"
     nodes = [
@@ -107,31 +118,37 @@ def fused_graph(user_graph: bytes, max_len: int, width: int | None = None) -> by
     ]
     nodes += masked_topk_nodes("user", "item_table", BIAS, excluded, K, VALUES, INDICES, p)
     i64 = np.int64
-    return P.extend_graph(
-        P.without_inputs(user_graph, SPLIT_INPUTS),
-        nodes,
-        [
-            P.value_info(REQUEST, P.INT64, [4, width or "n_events"]),
-            P.value_info(BIAS, P.FLOAT, ["n_rows"]),
-            P.value_info(K, P.INT64, [1]),
-        ],
-        [
-            P.value_info(VALUES, P.FLOAT, [1, "k_out"]),
-            P.value_info(INDICES, P.INT64, [1, "k_out"]),
-        ],
-        initializers=[
-            P.tensor(p + "neg_inf", np.full((1, 1), -np.inf, np.float32)),
-            P.tensor(p + "read_starts", np.array([0, -int(max_len)], i64)),
-            P.tensor(p + "read_ends", np.array([3, np.iinfo(i64).max], i64)),
-            P.tensor(p + "axes01", np.array([0, 1], i64)),
-            P.tensor(p + "ones", np.ones(3, i64)),
-            P.tensor(p + "axis2", np.array([2], i64)),
-            P.tensor(p + "gap_edges", MARKED_BUCKET_EDGES),
-            P.tensor(p + "three", np.array([3], i64)),
-            P.tensor(p + "four", np.array([4], i64)),
-            P.tensor(p + "axis0", np.array([0], i64)),
-        ],
-    )
+    initializers = [
+        P.tensor(p + "neg_inf", np.full((1, 1), -np.inf, np.float32)),
+        P.tensor(p + "read_starts", np.array([0, -int(max_len)], i64)),
+        P.tensor(p + "read_ends", np.array([3, np.iinfo(i64).max], i64)),
+        P.tensor(p + "axes01", np.array([0, 1], i64)),
+        P.tensor(p + "ones", np.ones(3, i64)),
+        P.tensor(p + "axis2", np.array([2], i64)),
+        P.tensor(p + "gap_edges", MARKED_BUCKET_EDGES),
+        P.tensor(p + "three", np.array([3], i64)),
+        P.tensor(p + "four", np.array([4], i64)),
+        P.tensor(p + "axis0", np.array([0], i64)),
+    ]
+    outputs = [
+        P.value_info(VALUES, P.FLOAT, [1, "k_out"]),
+        P.value_info(INDICES, P.INT64, [1, "k_out"]),
+    ]
+    stripped = P.without_inputs(user_graph, SPLIT_INPUTS)
+    return {
+        width: P.extend_graph(
+            stripped,
+            nodes,
+            [
+                P.value_info(REQUEST, P.INT64, [4, width or "n_events"]),
+                P.value_info(BIAS, P.FLOAT, ["n_rows"]),
+                P.value_info(K, P.INT64, [1]),
+            ],
+            outputs,
+            initializers=initializers,
+        )
+        for width in widths
+    }
 
 
 def plan_width(n: int, max_len: int) -> int:

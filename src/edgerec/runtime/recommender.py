@@ -37,7 +37,7 @@ from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
 from edgerec.runtime.fused import REQUEST as FUSED_REQUEST
 from edgerec.runtime.fused import (
     full_window_widths,
-    fused_graph,
+    fused_graphs,
     plan_width,
     ranked,
     request_array,
@@ -203,17 +203,22 @@ class Recommender:
 
         catalog, scorer = self._build_catalog(data, scoring)
         self.scoring = scorer.kind
-        self._fused = self._fused_session(ue_blob, ue_file, scorer.kind) if fuse_topk else None
-        # width -> run of a session with that REQUEST width fixed (full_window_widths).
-        # 50-event MovieLens requests, sessions fixed vs dynamic (alternating blocks of 25,
-        # three rounds per run): -2.2 to -13.4 us per recommend() over four runs toggled
-        # on one recommender, -16.2 to +6.1 us over four runs of two recommenders.
+        # The dynamic fused session, and width -> run of a session with that REQUEST
+        # width fixed (full_window_widths). 50-event MovieLens requests, sessions fixed vs
+        # dynamic (alternating blocks of 25, three rounds per run): -2.2 to -13.4 us per
+        # recommend() over four runs toggled on one recommender, -16.2 to +6.1 us over
+        # four runs of two recommenders.
+        self._fused: _UserSession | None = None
         self._fused_runs: dict[int, Callable] = {}
-        if self._fused is not None:
-            for width in full_window_widths(m.dims.max_len):
-                fixed = self._fused_session(ue_blob, ue_file, scorer.kind, width)
-                if fixed is not None:
-                    self._fused_runs[width] = fixed.run
+        if fuse_topk and self._can_fuse(scorer.kind):
+            widths = full_window_widths(m.dims.max_len)
+            graphs = fused_graphs(ue_blob, m.dims.max_len, [None, *widths])
+            self._fused = self._fused_session(graphs.get(None), ue_file)
+            if self._fused is not None:
+                for width in widths:
+                    fixed = self._fused_session(graphs.get(width), ue_file)
+                    if fixed is not None:
+                        self._fused_runs[width] = fixed.run
         self._state_ref = self._new_state(catalog, scorer)
         self._smoke_test()
 
@@ -319,16 +324,15 @@ class Recommender:
             bias.flags.writeable = False  # shared by every call on this snapshot
         return _State(catalog, scorer, rows[order], bias)
 
-    def _fused_session(
-        self, blob: bytes, file: str, scoring: str, width: int | None = None
-    ) -> _UserSession | None:
-        """The user encoder with scoring and top-k appended (``edgerec.runtime.fused``),
-        for single histories on a CPU recommender that scores float32 rows with numpy;
-        ``width``: for requests of that many columns only (``fused_graph``)."""
+    def _can_fuse(self, scoring: str) -> bool:
+        """Whether single histories can score inside the user encoder's run
+        (``edgerec.runtime.fused``): a CPU recommender that scores float32 rows with numpy
+        and feeds its catalog matrix to the user encoder as is."""
         usable = self._table_input and self._user_main.direct_table
-        if self.device != "cpu" or scoring != "numpy" or not usable:
-            return None
-        graph = fused_graph(blob, self.manifest.dims.max_len, width)
+        return self.device == "cpu" and scoring == "numpy" and bool(usable)
+
+    def _fused_session(self, graph: bytes | None, file: str) -> _UserSession | None:
+        """A session of one of ``fused_graphs``'s graphs (None where there is none)."""
         if graph is None:
             return None
         try:
