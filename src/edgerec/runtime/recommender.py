@@ -477,9 +477,7 @@ class Recommender:
                 rows[np.arange(width) % len(rows)],
                 max_len,
             )
-            feeds = scoring_feeds({FUSED_REQUEST: request, "item_table": cat.matrix}, bias, k)
-            if self._request_input:
-                feeds[REQUEST_INPUT] = I.int_feed(GAP_PAD)
+            feeds = self._fused_feeds(request, cat, bias, k, GAP_PAD)
             try:
                 want = self._fused.run(FUSED_OUTPUTS, feeds)
                 got = run(FUSED_OUTPUTS, feeds)
@@ -743,14 +741,13 @@ class Recommender:
         n = arr.shape[1]
         if n > max_len:
             arr = widened(arr, plan_width(n, max_len))
-        feeds = scoring_feeds({FUSED_REQUEST: arr, "item_table": cat.matrix}, state.bias, k)
-        if self._request_input:
-            request = None if now is None else I.request_time(now)
-            feeds[REQUEST_INPUT] = I.int_feed(  # the last event is always among those read
-                I.request_gap_bucket(timestamps, n, request, timestamps is not None)
-            )
-        elif now is not None:
-            I.request_time(now)  # checked like the general path does, though unused
+        request = None if now is None else I.request_time(now)  # checked even if unused
+        gap = (  # the last event is always among those read
+            I.request_gap_bucket(timestamps, n, request, timestamps is not None)
+            if self._request_input
+            else GAP_PAD
+        )
+        feeds = self._fused_feeds(arr, cat, state.bias, k, gap)
         rows, scores, gate = self._fused_answer(feeds)
         return RecommendationList(
             _recommendations(cat, rows, scores), gate=gate, n_events=n, n_used=min(n, max_len)
@@ -767,10 +764,17 @@ class Recommender:
             seen,
             self.manifest.dims.max_len,
         )
+        return self._fused_answer(self._fused_feeds(request, cat, bias, k, prep.request_gap))
+
+    def _fused_feeds(
+        self, request: np.ndarray, cat: Catalog, bias: np.ndarray, k: int, request_gap: int
+    ) -> dict:
+        """A fused run's feeds: the ``REQUEST`` array, the catalog, scoring inputs and, for
+        a bundle whose gate reads it, the bucket of the time to the request."""
         feeds = scoring_feeds({FUSED_REQUEST: request, "item_table": cat.matrix}, bias, k)
         if self._request_input:
-            feeds[REQUEST_INPUT] = I.int_feed(prep.request_gap)
-        return self._fused_answer(feeds)
+            feeds[REQUEST_INPUT] = I.int_feed(request_gap)
+        return feeds
 
     def _fused_answer(self, feeds: dict) -> tuple[list[int], list[float], float]:
         """(rows, scores, gate) from one run of the fused session on ``feeds``: the
