@@ -527,7 +527,7 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
     """
     import onnx
 
-    from edgerec.runtime.fused import OUTPUTS, REQUEST, fused_graph
+    from edgerec.runtime.fused import OUTPUTS, REQUEST, UP_TO_WINDOW, fused_graph
     from edgerec.runtime.providers import CPU, create_session, fast_run
 
     plans, out = {}, {}
@@ -536,7 +536,10 @@ def bench_time_budget(recs: dict, histories, repeats: int) -> dict:
         blob = (rec.path / rec.graph_files["user_encoder"]).read_bytes()
         widths = {f[REQUEST].shape[1] for f in feeds}
         width = widths.pop() if len(widths) == 1 else None
-        width = width if width in rec._fused_runs else None
+        if width not in rec._fused_runs:
+            width = None  # the dynamic session ran them
+        elif width < rec.max_len:
+            width = UP_TO_WINDOW  # the session for requests short of the window
         model = onnx.load_from_string(fused_graph(blob, rec.max_len, width)) if feeds else None
         by_op: dict[str, list[str]] = {}
         for node in model.graph.node if model is not None else []:
@@ -857,11 +860,13 @@ def python_build(hw: dict) -> str:
 
 def fixed_note(budgets: dict) -> str:
     widths = {b.get("request_width_fixed") for b in budgets.values()}
-    if widths == {None}:
-        return "the dynamic session's graph"
-    return "the graph with the request width fixed at " + ", ".join(
-        f"{w}" for w in sorted(w for w in widths if w is not None)
-    )
+    fixed = sorted(w for w in widths if isinstance(w, int))
+    names = ["the dynamic session's graph"] if None in widths else []
+    if widths - {None, *fixed}:  # UP_TO_WINDOW
+        names.append("the graph for requests short of the window")
+    if fixed:
+        names.append("the graph with the request width fixed at " + ", ".join(map(str, fixed)))
+    return " and ".join(names)
 
 
 def student_line(summary: dict) -> list[str]:

@@ -23,9 +23,11 @@ from edgerec.runtime.fused import (
     PREFIX,
     REQUEST,
     SPLIT_INPUTS,
+    UP_TO_WINDOW,
     K,
     full_window_widths,
     fused_graph,
+    fused_graphs,
     plan_width,
     ranked,
     widened,
@@ -117,16 +119,21 @@ def record_fused_runs(rec: Recommender) -> list[tuple[str, tuple[int, int]]]:
         return run
 
     rec._fused = dataclasses.replace(rec._fused, run=logged("dynamic", rec._fused.run))
-    rec._fused_runs = {w: logged("fixed", run) for w, run in rec._fused_runs.items()}
+    rec._fused_runs = {
+        w: logged("fixed" if w >= rec.max_len else "short", run)
+        for w, run in rec._fused_runs.items()
+    }
     return log
 
 
 def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bundle):
     """Every distinct input shape leaves onnxruntime a memory plan for the session's
     life; histories longer than max_len (10 here) are fed at power-of-two widths, and
-    those (and full windows) run on the session fixed to their width."""
+    those (and full windows) run on the session fixed to their width, shorter ones on
+    the one session for widths below the window."""
     fused, apart = pair(bundle)
-    assert sorted(fused._fused_runs) == [10, 16, 32, 64, 128, 256, 512, 1024]
+    assert sorted(fused._fused_runs) == [*range(1, 10), 10, 16, 32, 64, 128, 256, 512, 1024]
+    assert len({fused._fused_runs[w] for w in range(1, 10)}) == 1
     log = record_fused_runs(fused)
     rng = np.random.default_rng(11)
     for n in range(1, 140):
@@ -144,7 +151,7 @@ def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bund
         for w in (plan_width(n, 10), plan_width(n, 10) if n % 2 else min(n, 10))
     ]
     assert widths == expected
-    assert all((kind == "fixed") == (shape[1] >= 10) for kind, shape in log)
+    assert all(kind == ("fixed" if shape[1] >= 10 else "short") for kind, shape in log)
 
 
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
@@ -183,6 +190,40 @@ def test_a_fixed_width_session_that_answers_differently_at_load_is_dropped(
     assert fused.fused_topk and 16 not in fused._fused_runs and 32 in fused._fused_runs
     history = list(range(101, 101 + 14))  # fed 16 columns wide: the dynamic session
     assert_same(fused.recommend(history, k=5), apart.recommend(history, k=5))
+
+
+def test_graphs_whose_requests_fit_the_window_split_the_request_without_slicing(bundle):
+    """Requests no wider than the window are read whole: one Split gives the four rows
+    (two Slices fewer per run); the other graphs slice the latest max_len columns."""
+    onnx = pytest.importorskip("onnx")
+    blob = (bundle / "user_encoder.onnx").read_bytes()
+    graphs = fused_graphs(blob, 10, [None, UP_TO_WINDOW, 10, 16])
+    for width, graph in graphs.items():
+        reads = [n for n in onnx.load_from_string(graph).graph.node if REQUEST in n.input]
+        if width in (UP_TO_WINDOW, 10):
+            assert [n.op_type for n in reads] == ["Split"] and len(reads[0].output) == 4
+        else:
+            assert sorted(n.op_type for n in reads) == ["Slice", "Slice"]
+
+
+def test_a_short_request_session_that_answers_differently_at_load_is_dropped(
+    bundle, tmp_path, monkeypatch
+):
+    other = make_bundle(tmp_path / "other", n_items=N, max_len=10, seed=1) / "user_encoder.onnx"
+    other_blob = other.read_bytes()
+    real = recommender_module.fused_graphs
+
+    def mixed(blob, max_len, widths):
+        return real(blob, max_len, widths) | real(other_blob, max_len, [UP_TO_WINDOW])
+
+    monkeypatch.setattr(recommender_module, "fused_graphs", mixed)
+    fused = Recommender.load(bundle, providers="cpu", threads=1)
+    apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
+    assert fused.fused_topk and sorted(fused._fused_runs)[0] == 10
+    log = record_fused_runs(fused)
+    history = list(range(101, 101 + 6))
+    assert_same(fused.recommend(history, k=5), apart.recommend(history, k=5))
+    assert log == [("dynamic", (4, 6))]
 
 
 def test_a_fixed_width_session_that_cannot_load_is_left_out(bundle, monkeypatch):
@@ -386,6 +427,7 @@ def test_a_non_finite_user_vector_raises_instead_of_ranking_its_scores(bundle, b
         return run
 
     fused._fused = dataclasses.replace(fused._fused, run=spoil_fused(fused._fused.run))
+    fused._fused_runs = {w: spoil_fused(run) for w, run in fused._fused_runs.items()}
     apart._user_main = dataclasses.replace(apart._user_main, run=spoil_apart(apart._user_main.run))
     for rec in (fused, apart):
         for k in (1, 5, N):

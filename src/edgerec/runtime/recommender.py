@@ -36,6 +36,7 @@ from edgerec.runtime.fused import MAX_ROWS as MAX_FUSED_ROWS
 from edgerec.runtime.fused import OUTPUTS as FUSED_OUTPUTS
 from edgerec.runtime.fused import REQUEST as FUSED_REQUEST
 from edgerec.runtime.fused import (
+    UP_TO_WINDOW,
     full_window_widths,
     fused_graphs,
     plan_width,
@@ -203,22 +204,24 @@ class Recommender:
 
         catalog, scorer = self._build_catalog(data, scoring)
         self.scoring = scorer.kind
-        # The dynamic fused session, and width -> run of a session with that REQUEST
-        # width fixed (full_window_widths). 50-event MovieLens requests, sessions fixed vs
-        # dynamic (alternating blocks of 25, three rounds per run): -2.2 to -13.4 us per
-        # recommend() over four runs toggled on one recommender, -16.2 to +6.1 us over
-        # four runs of two recommenders.
+        # The dynamic fused session (any width), and REQUEST width -> run of the session
+        # for it: one with that width fixed (full_window_widths), or for the widths below
+        # the window one dynamic session that reads every column (UP_TO_WINDOW). The
+        # dynamic one answers the widths left. 50-event MovieLens requests, sessions
+        # fixed vs dynamic (alternating blocks of 25, three rounds per run): -2.2 to
+        # -13.4 us per recommend() over four runs toggled on one recommender, -16.2 to
+        # +6.1 us over four runs of two recommenders.
         self._fused: _UserSession | None = None
-        self._fused_runs: dict[int, Callable] = {}
+        self._fused_runs: dict[int | str, Callable] = {}  # str: UP_TO_WINDOW, at load
         if fuse_topk and self._can_fuse(scorer.kind):
-            widths = full_window_widths(m.dims.max_len)
+            widths = (UP_TO_WINDOW, *full_window_widths(m.dims.max_len))
             graphs = fused_graphs(ue_blob, m.dims.max_len, [None, *widths])
             self._fused = self._fused_session(graphs.get(None), ue_file)
             if self._fused is not None:
                 for width in widths:
                     fixed = self._fused_session(graphs.get(width), ue_file)
                     if fixed is not None:
-                        self._fused_runs[width] = fixed.run
+                        self._fused_runs[width] = fixed.run  # checked by _smoke_test
         self._state_ref = self._new_state(catalog, scorer)
         self._smoke_test()
 
@@ -463,18 +466,24 @@ class Recommender:
 
     def _smoke_test_fixed_widths(self, cat: Catalog, bias: np.ndarray) -> None:
         """Each fixed-width session must answer a full-window request of its width as the
-        dynamic session does; one that cannot run or differs is dropped (its requests
-        then run on the dynamic session)."""
+        dynamic session does, and the ``UP_TO_WINDOW`` one a request one event short of
+        the window; one that cannot run or differs is dropped (its requests then run on
+        the dynamic session). The ``UP_TO_WINDOW`` session then serves every width below
+        the window."""
         max_len = self.manifest.dims.max_len
         k = min(cat.n_rows, 20)
         active = np.flatnonzero(cat.active)
         rows = active if len(active) else np.ones(1, np.int64)  # row 1 of an empty catalog
+        if max_len == 1:  # no width below the window
+            self._fused_runs.pop(UP_TO_WINDOW, None)
         for width, run in list(self._fused_runs.items()):
+            cols = max_len - 1 if width == UP_TO_WINDOW else width
+            n_read = min(cols, max_len)
             request = request_array(
-                rows[np.arange(max_len) % len(rows)],
-                np.full(max_len, self._behaviours.default, np.int64),
-                np.arange(max_len, dtype=np.int64) * 3600,
-                rows[np.arange(width) % len(rows)],
+                rows[np.arange(n_read) % len(rows)],
+                np.full(n_read, self._behaviours.default, np.int64),
+                np.arange(n_read, dtype=np.int64) * 3600,
+                rows[np.arange(cols) % len(rows)],
                 max_len,
             )
             feeds = self._fused_feeds(request, cat, bias, k, GAP_PAD)
@@ -482,7 +491,7 @@ class Recommender:
                 want = self._fused.run(FUSED_OUTPUTS, feeds)
                 got = run(FUSED_OUTPUTS, feeds)
                 same = (
-                    request.shape[1] == width
+                    request.shape[1] == cols
                     and all(
                         a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6)
                         for a, b in zip(want, got, strict=True)
@@ -493,6 +502,9 @@ class Recommender:
                 same = False
             if not same:
                 del self._fused_runs[width]
+        short = self._fused_runs.pop(UP_TO_WINDOW, None)
+        if short is not None:
+            self._fused_runs.update(dict.fromkeys(range(1, max_len), short))
 
     # --- properties -------------------------------------------------------------------
 
