@@ -431,3 +431,54 @@ def test_quality_table_covers_pytorch_the_exported_bundle_and_baselines(tmp_path
     assert (tmp_path / "q" / "quality.png").read_bytes()[:8] == PNG
     saved = json.loads((tmp_path / "q" / "quality.json").read_text())
     assert saved["schema"] == "edgerec-bench-quality" and len(saved["variants"]) == 4
+
+
+def _latency_runs_module():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import latency_runs
+    finally:
+        sys.path.pop(0)
+    return latency_runs
+
+
+def test_latency_runs_summary_counts_the_runs_meeting_each_target():
+    """Issue 5's targets over repeated runs: min / median / max per figure, and the
+    number of runs at p50 <= 0.25 ms or >= 5x; a figure a run lacks is skipped."""
+    lr = _latency_runs_module()
+
+    def run(p50, ratio, torch_ms):
+        cell = {
+            "runtime_int8": {"p50_ms": p50},
+            "speedup_vs_torch_int8": {"wall": ratio},
+            "torch_eager": {"p50_ms": torch_ms},
+        }
+        return {**cell, "steady": dict(cell), "warm": dict(cell)}
+
+    runs = [run(0.30, 4.9, 1.5), run(0.24, 5.6, 1.35), run(0.25, 5.0, 1.25)]
+    del runs[2]["warm"]["speedup_vs_torch_int8"]
+    summary = lr.summarise(runs)
+    steady = summary["tables"]["steady"]
+    assert steady["int8 bundle p50 (ms)"] == {
+        "values": [0.30, 0.24, 0.25],
+        "min": 0.24,
+        "median": 0.25,
+        "max": 0.30,
+        "met": 2,
+    }
+    assert steady["PyTorch eager / int8"]["met"] == 2
+    assert "met" not in steady["PyTorch eager p50 (ms)"]
+    assert summary["tables"]["warm"]["PyTorch eager / int8"]["values"] == [4.9, 5.6]
+    assert "distilled int8 bundle p50 (ms)" not in steady
+    # the same run must meet both: run 2 does (0.24 ms, 5.6x), run 3 does (0.25, 5.0x)
+    assert summary["together"]["steady"] == {"int8": 2, "distilled int8": 0}
+    assert summary["together"]["warm"]["int8"] == 1  # run 3's warm ratio is missing
+    text = lr.markdown(summary, ["a", "b", "c"], "")
+    assert "| int8 bundle p50 (ms) | 0.240 | 0.250 | 0.300 | 2 of 3 |" in text
+
+
+def test_latency_runs_refuses_a_result_without_the_recommend_section(tmp_path):
+    lr = _latency_runs_module()
+    (tmp_path / "runtime_latency.json").write_text(json.dumps({"large": {}}))
+    with pytest.raises(SystemExit, match="no recommend"):
+        lr.load_runs([tmp_path])
