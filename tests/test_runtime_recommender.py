@@ -257,6 +257,61 @@ def test_batch_gives_the_same_answers_as_single_calls(rec):
         )
 
 
+@pytest.mark.parametrize("given", ["nothing", "strings", "ints", "times", "all"])
+def test_the_usual_batch_prepares_every_history_as_prepare_does(rec, given):
+    """recommend_batch checks a batch of usual histories (lists of known ids) in one pass
+    over them laid end to end; each history must come out as preparing it alone gives,
+    and any other batch must take the per-history path."""
+    from edgerec.runtime import inputs as I
+
+    rng = np.random.default_rng(5)
+    lengths = [1, 3, 10, 11, 25, 7]  # the window is 10
+    histories = [rng.integers(101, 141, n).tolist() for n in lengths]
+    behs = [None] * len(lengths)
+    if given in ("strings", "all"):
+        behs = [[BEHAVIOURS[j] for j in rng.integers(0, 6, n)] for n in lengths]
+    elif given == "ints":
+        behs = [rng.integers(0, 7, n).tolist() for n in lengths]
+    tss = [None] * len(lengths)
+    if given in ("times", "all"):
+        tss = [np.sort(rng.integers(0, 10**8, n)).tolist() for n in lengths]
+    nows = [None, 10**8 + 5, None, 2.5e8, None, 3 * 10**8] if given == "all" else [None] * 6
+    cat, bm, max_len = rec._state_ref.catalog, rec._behaviours, rec.max_len
+    preps = I.usual_batch(histories, behs, tss, nows, cat, bm, max_len)
+    assert preps is not None
+    for prep, h, b, t, now in zip(preps, histories, behs, tss, nows, strict=True):
+        alone = I.prepare(h, b, t, cat, bm, max_len, False, None, now)
+        for field in I.Prepared._fields:
+            assert np.array_equal(getattr(prep, field), getattr(alone, field)), field
+    batch = rec.recommend_batch(histories, k=5, behaviours=behs, timestamps=tss, now=nows)
+    for got, h, b, t, now in zip(batch, histories, behs, tss, nows, strict=True):
+        one = rec.recommend(h, k=5, behaviours=b, timestamps=t, now=now)
+        assert got.item_ids == one.item_ids and got.gate == pytest.approx(one.gate, abs=1e-6)
+
+
+def test_a_batch_that_is_not_usual_takes_the_per_history_path(rec):
+    from edgerec.runtime import inputs as I
+
+    cat, bm = rec._state_ref.catalog, rec._behaviours
+    usual = [[101, 102], [103]]
+
+    def batch(histories=usual, behs=(None, None), tss=(None, None), nows=(None, None)):
+        return I.usual_batch(histories, list(behs), list(tss), list(nows), cat, bm, 10)
+
+    assert batch() is not None
+    assert batch([[101, 102], [999]]) is None  # an unknown id
+    assert batch([[101, 102], []]) is None  # an empty history
+    assert batch([[101, 102], (103,)]) is None  # a tuple
+    assert batch(behs=(["1", "2"], None)) is None  # behaviours for some histories only
+    assert batch(behs=(["1", "2"], ["1", "2"])) is None  # a length that does not match
+    assert batch(tss=([1, 2], [3.5])) is None  # a float timestamp
+    assert batch(tss=(np.array([1, 2]), np.array([3]))) is None  # arrays, not lists
+    assert batch([None]) is None and batch([]) is None
+    assert batch(nows=(None, float("nan"))) is None  # a bad request time
+    with pytest.raises(ValueError, match=r"histories\[1\]: now"):
+        rec.recommend_batch(usual, now=[None, float("nan")])
+
+
 def test_batch_errors_name_the_history(rec):
     with pytest.raises(ValueError, match=r"histories\[1\]: history\[0\]"):
         rec.recommend_batch([[101], [1.5]])

@@ -400,6 +400,7 @@ def usual_stack(
     behaviour_map: BehaviourMap,
     max_len: int | None = None,
     exclude_seen: bool = True,
+    limit: int = MAX_HISTORY,
 ) -> np.ndarray | None:
     """The usual request as one (m, n) int64 array, or None for anything else.
 
@@ -424,7 +425,7 @@ def usual_stack(
     request path against the general one measured 9%).
     """
     n = len(history)
-    if n == 0 or n > MAX_HISTORY:
+    if n == 0 or n > limit:  # limit: recommend_batch passes its histories end to end
         return None
     timed = timestamps is not None
     if timed and not (type(timestamps) is list and len(timestamps) == n):
@@ -466,9 +467,11 @@ def usual_stack(
         return None
     if timed and not (max(timestamps) < _TS_LIMIT and min(timestamps) > -_TS_LIMIT):
         return None
-    if max_len is None:
-        rows = [found] + ([codes] if codes is not None else [])
-        return np.array(rows + [timestamps] if timed else rows, dtype=np.int64)
+    if max_len is None:  # np.fromiter over the chained lists: for usual_batch's long
+        # rows 2.9-3.3 us a history less than np.array of the nested lists (paired toggle)
+        rows = [found] + ([codes] if codes is not None else []) + ([timestamps] if timed else [])
+        flat = itertools.chain.from_iterable(rows)
+        return np.fromiter(flat, np.int64, len(rows) * n).reshape(len(rows), n)
     if codes is None:
         codes = [behaviour_map.default] * n
     if timed:  # |t| < 2**62, so every difference fits in int64 (and stays above the mark)
@@ -480,6 +483,69 @@ def usual_stack(
     # nested-list shape discovery
     flat = found + codes + gaps + (found if exclude_seen else [0] * n)
     return np.fromiter(flat, np.int64, 4 * n).reshape(4, n)
+
+
+def usual_batch(
+    histories: list,
+    behaviours: list,
+    timestamps: list,
+    nows: list,
+    catalog: Catalog,
+    behaviour_map: BehaviourMap,
+    max_len: int,
+) -> list[Prepared] | None:
+    """``prepare`` of every history of the usual batch, or None for any other batch
+    (``recommend_batch`` then prepares each history alone, which reports any problem).
+
+    Usual: every history a non-empty list of known ids (``usual_stack``'s usual
+    request), the behaviours and the timestamps each given for all histories or for
+    none, every ``now`` valid. Why: ``usual_stack``'s checks are all per element, so
+    they run once over the histories laid end to end, and each history's arrays are
+    views of that one array, where preparing them one by one paid each call's fixed
+    cost per history: ``recommend_batch`` of 256 MovieLens histories of 50 took 9.7 us
+    a history less (2.5 of 51.7 ms; 7.3 us at 64 histories, 3.2 at 8), paired toggle,
+    30 rounds.
+    """
+    if set(map(type, histories)) != {list}:  # also refuses an empty batch
+        return None
+    lengths = list(map(len, histories))
+    if min(lengths) == 0 or max(lengths) > MAX_HISTORY or sum(lengths) > MAX_BATCH_EVENTS:
+        return None
+    given = []
+    for values in (behaviours, timestamps):
+        kinds = set(map(type, values))  # types only: == on arrays would be elementwise
+        if kinds == {type(None)}:
+            given.append(None)
+        elif kinds == {list} and list(map(len, values)) == lengths:
+            given.append(list(itertools.chain.from_iterable(values)))
+        else:
+            return None
+    flat_beh, flat_ts = given
+    history = list(itertools.chain.from_iterable(histories))
+    arr = usual_stack(history, flat_beh, flat_ts, catalog, behaviour_map, limit=len(history))
+    if arr is None:
+        return None
+    try:
+        requests = [None if now is None else request_time(now) for now in nows]
+    except Exception:  # the per-history path reports it, naming its history
+        return None
+    timed = flat_ts is not None
+    rows, beh, ts = arr[0], arr[1] if flat_beh is not None else None, arr[-1]
+    preps = []
+    end = 0
+    for n, request in zip(lengths, requests, strict=True):
+        start, end = end, end + n
+        preps.append(
+            _all_known(
+                rows[start:end],
+                beh[start:end] if beh is not None else behaviour_map.defaults(n),
+                ts[start:end] if timed else zero_times(n),
+                max_len,
+                request,
+                timed,
+            )
+        )
+    return preps
 
 
 def _usual_arrays(

@@ -848,6 +848,12 @@ class Recommender:
                 f"{n} histories x k={k} would return more than {I.MAX_RESULTS} "
                 "recommendations; split the batch or lower k"
             )
+        if self._encodable is None:  # prepare's usual path: every catalog row encodable
+            preps = I.usual_batch(
+                hist, behs, tss, nows, state.catalog, self._behaviours, self.manifest.dims.max_len
+            )
+            if preps is not None:
+                return self._recommend(state, preps, k, exclude_seen, candidates, exclude)
         preps = []
         events = 0
         for i, h in enumerate(hist):
