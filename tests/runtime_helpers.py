@@ -332,7 +332,7 @@ def assert_same(a, b) -> None:
 
 def assert_usual_path_answers_like_the_general_path(fused, apart, ids, n: int) -> None:
     """The usual request's own path (one array, one fused run) against separate scoring
-    and against the fused general path (a tuple history takes it)."""
+    and against the fused general path (an iterator history takes it)."""
     rng = np.random.default_rng(7)
     vocab = list(fused.manifest.behaviour_vocab)
     for history, kw in random_usual_requests(rng, ids, vocab, fused.max_len, n):
@@ -340,6 +340,6 @@ def assert_usual_path_answers_like_the_general_path(fused, apart, ids, n: int) -
         args = (kw.get("behaviours"), kw.get("timestamps"), kw["k"], kw["exclude_seen"])
         fast = fused._recommend_usual(state, history, *args, kw.get("now"))
         assert fast is not None, (history, kw)  # the request did take the usual path
-        for other in (apart.recommend(history, **kw), fused.recommend(tuple(history), **kw)):
+        for other in (apart.recommend(history, **kw), fused.recommend(iter(history), **kw)):
             assert_same(fast, other)
             assert fast.fallback is None and other.fallback is None

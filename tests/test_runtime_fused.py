@@ -80,7 +80,7 @@ def test_the_graph_buckets_gaps_like_the_host_at_every_edge(bundle):
             for exclude_seen in (True, False):
                 kw = {"k": k, "exclude_seen": exclude_seen, "timestamps": ts}
                 assert_same(fused.recommend(history, **kw), apart.recommend(history, **kw))
-                assert_same(fused.recommend(tuple(history), **kw), apart.recommend(history, **kw))
+                assert_same(fused.recommend(iter(history), **kw), apart.recommend(history, **kw))
     extreme = [-(2**62) + 1, 2**62 - 1, -(2**62) + 1, 0, 2**62 - 1]
     kw = {"k": 5, "timestamps": extreme}
     assert_same(
@@ -139,7 +139,7 @@ def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bund
     for n in range(1, 140):
         history = rng.integers(101, 101 + N, n).tolist()
         ts = np.sort(rng.integers(0, 10**7, n)).tolist()
-        for h in (history, tuple(history)):  # the usual path and the general one
+        for h in (history, iter(history)):  # the usual path and the general one
             kw = {"k": 5, "timestamps": ts, "exclude_seen": bool(n % 2)}
             assert_same(fused.recommend(h, **kw), apart.recommend(history, **kw))
     widths = [shape for _, shape in log]
@@ -152,6 +152,31 @@ def test_requests_past_the_window_take_few_distinct_widths_and_answer_alike(bund
     ]
     assert widths == expected
     assert all(kind == ("fixed" if shape[1] >= 10 else "short") for kind, shape in log)
+
+
+def test_tuples_and_numpy_arrays_take_the_usual_path_and_answer_alike(bundle):
+    """A tuple or a 1-D array (ids, behaviours, timestamps) is read as the list the
+    general path would make of it, so it takes the usual request's path: its request
+    array is the whole history (the general path's holds just the window when nothing
+    is masked)."""
+    fused, apart = pair(bundle)
+    log = record_fused_runs(fused)
+    rng = np.random.default_rng(12)
+    history = rng.integers(101, 101 + N, 14).tolist()
+    ts = np.sort(rng.integers(0, 10**7, 14)).tolist()
+    beh = ["1", "2", "3", "4", "5", "none", "1"] * 2
+    kw = {"k": 5, "exclude_seen": False}
+    want = apart.recommend(history, behaviours=beh, timestamps=ts, now=ts[-1] + 60, **kw)
+    for kind in (tuple, np.array):
+        got = fused.recommend(
+            kind(history), behaviours=kind(beh), timestamps=kind(ts), now=ts[-1] + 60, **kw
+        )
+        assert_same(got, want)
+    assert_same(fused.recommend(iter(history), **kw), apart.recommend(history, **kw))
+    assert [shape for _, shape in log] == [(4, 16), (4, 16), (4, 10)]
+    two_d = np.array([history])  # not a 1-D sequence: the general path refuses it
+    with pytest.raises(ValueError, match="one-dimensional"):
+        fused.recommend(two_d)
 
 
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():

@@ -301,11 +301,13 @@ def test_a_batch_that_is_not_usual_takes_the_per_history_path(rec):
     assert batch() is not None
     assert batch([[101, 102], [999]]) is None  # an unknown id
     assert batch([[101, 102], []]) is None  # an empty history
-    assert batch([[101, 102], (103,)]) is None  # a tuple
+    assert batch([[101, 102], iter([103])]) is None  # an iterator
+    assert batch([np.array([101, 102]), (103,)]) is not None  # an array, a tuple: lists
     assert batch(behs=(["1", "2"], None)) is None  # behaviours for some histories only
     assert batch(behs=(["1", "2"], ["1", "2"])) is None  # a length that does not match
     assert batch(tss=([1, 2], [3.5])) is None  # a float timestamp
-    assert batch(tss=(np.array([1, 2]), np.array([3]))) is None  # arrays, not lists
+    assert batch(tss=(np.array([1, 2]), np.array([3]))) is not None  # int arrays
+    assert batch(tss=(np.array([1.0, 2.0]), np.array([3.0]))) is None  # float seconds
     assert batch([None]) is None and batch([]) is None
     assert batch(nows=(None, float("nan"))) is None  # a bad request time
     with pytest.raises(ValueError, match=r"histories\[1\]: now"):
@@ -574,7 +576,7 @@ def test_random_inputs_raise_only_documented_errors(rec):
 
 
 def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
-    """Lists of plain values take a shortcut in prepare(); tuples take the general path."""
+    """Lists of plain values take a shortcut in prepare(); iterators take the general path."""
     from edgerec.runtime import inputs as I
 
     cat = rec._state_ref.catalog
@@ -599,9 +601,9 @@ def test_the_usual_request_shortcut_prepares_exactly_like_the_general_path(rec):
         args = (beh, ts, cat, rec._behaviours, rec.max_len, False)
         try:
             general = I.prepare(
-                tuple(history),
-                None if beh is None else tuple(beh),
-                None if ts is None else tuple(ts),
+                iter(history),
+                None if beh is None else iter(beh),
+                None if ts is None else iter(ts),
                 *args[2:],
                 now=now,
             )

@@ -290,6 +290,11 @@ def test_the_int_id_list_reads_like_the_dict_for_every_id():
     # the list is only for exact ints: a bool, float or numpy int takes the general path
     for x in (True, 1000.0, np.int64(1000)):
         assert usual_stack([x], None, None, cat, bm) is None
+    # a tuple or a 1-D int array is read as the list of its values, as the general path
+    # reads it; a float array is not ints
+    for seq in ((1000, 1299), np.array([1000, 1299]), np.array([1000, 1299], np.uint16)):
+        assert usual_stack(seq, None, None, cat, bm).tolist() == [[1, 300]]
+    assert usual_stack(np.array([1000.0]), None, None, cat, bm) is None
 
 
 def test_the_int_id_list_is_kept_only_for_dense_non_negative_int_ids():

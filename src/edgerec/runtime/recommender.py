@@ -741,8 +741,6 @@ class Recommender:
         the general path, interleaved A/B). ``tests/test_runtime_fused.py`` pins its
         answers to separate scoring's over random requests.
         """
-        if type(history) is not list:
-            return None
         cat = state.catalog
         max_len = self.manifest.dims.max_len
         arr = I.usual_stack(
