@@ -289,6 +289,45 @@ def test_the_usual_batch_prepares_every_history_as_prepare_does(rec, given):
         assert got.item_ids == one.item_ids and got.gate == pytest.approx(one.gate, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "ids, seconds",
+    [
+        (np.int64, int),
+        (np.uint16, float),
+        (int, np.float32),
+        (np.int32, np.int64),
+        (int, lambda t: t + 0.75),  # fractional seconds
+        (int, "mixed"),  # ints and floats: the general path reads them as floats
+    ],
+)
+def test_numpy_scalar_ids_and_float_seconds_prepare_as_the_general_path_does(rec, ids, seconds):
+    """Lists of numpy integer scalars (``list(array)``) and float timestamps take the
+    usual shortcut as the ints the general path makes of them; what it cannot read the
+    same way (mixed ints and floats) goes to the general path. Iterators force it."""
+    from edgerec.runtime import inputs as I
+
+    cat, bm, max_len = rec._state_ref.catalog, rec._behaviours, rec.max_len
+    rng = np.random.default_rng(8)
+    for n in (1, 9, 14):
+        history = [ids(x) for x in rng.integers(101, 141, n).tolist()]
+        raw = np.sort(rng.integers(0, 10**7, n)).tolist()
+        if seconds == "mixed":
+            ts = [float(t) if i % 2 else t for i, t in enumerate(raw)]
+        else:
+            ts = [seconds(t) for t in raw]
+        fast = I.prepare(history, None, ts, cat, bm, max_len, False, now=raw[-1] + 9)
+        general = I.prepare(iter(history), None, iter(ts), cat, bm, max_len, False, now=raw[-1] + 9)
+        for field in I.Prepared._fields:
+            assert np.array_equal(getattr(fast, field), getattr(general, field)), field
+        usual = I.usual_stack(history, None, ts, cat, bm) is not None
+        assert usual == (seconds != "mixed" or n == 1)  # one event is not mixed
+        got = rec.recommend(history, k=5, timestamps=ts)
+        assert got.item_ids == rec.recommend(iter(history), k=5, timestamps=iter(ts)).item_ids
+    for bad in (float("nan"), float("inf"), np.float64("-inf")):
+        with pytest.raises(ValueError, match=r"timestamps\[1\]"):
+            rec.recommend([101, 102], timestamps=[1.0, bad])
+
+
 def test_a_batch_that_is_not_usual_takes_the_per_history_path(rec):
     from edgerec.runtime import inputs as I
 
@@ -307,7 +346,8 @@ def test_a_batch_that_is_not_usual_takes_the_per_history_path(rec):
     assert batch(behs=(["1", "2"], ["1", "2"])) is None  # a length that does not match
     assert batch(tss=([1, 2], [3.5])) is None  # a float timestamp
     assert batch(tss=(np.array([1, 2]), np.array([3]))) is not None  # int arrays
-    assert batch(tss=(np.array([1.0, 2.0]), np.array([3.0]))) is None  # float seconds
+    assert batch(tss=(np.array([1.0, 2.0]), np.array([3.5]))) is not None  # float seconds
+    assert batch(tss=([1.0, 2.0], [float("nan")])) is None  # NaN: named by the general path
     assert batch([None]) is None and batch([]) is None
     assert batch(nows=(None, float("nan"))) is None  # a bad request time
     with pytest.raises(ValueError, match=r"histories\[1\]: now"):

@@ -287,9 +287,12 @@ def test_the_int_id_list_reads_like_the_dict_for_every_id():
             assert arr is None, x  # unknown: left to the general path, which reports it
         else:
             assert arr.tolist() == [[1, want]], x
-    # the list is only for exact ints: a bool, float or numpy int takes the general path
-    for x in (True, 1000.0, np.int64(1000)):
+    # the list is only for ints: a bool or a float takes the general path; numpy integer
+    # scalars are read as the ints they hold
+    for x in (True, 1000.0, np.bool_(True), np.float64(1000)):
         assert usual_stack([x], None, None, cat, bm) is None
+    for x in (np.int64(1000), np.uint16(1000)):
+        assert usual_stack([x], None, None, cat, bm).tolist() == [[1]]
     # a tuple or a 1-D int array is read as the list of its values, as the general path
     # reads it; a float array is not ints
     for seq in ((1000, 1299), np.array([1000, 1299]), np.array([1000, 1299], np.uint16)):
