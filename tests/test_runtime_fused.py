@@ -179,6 +179,54 @@ def test_tuples_and_numpy_arrays_take_the_usual_path_and_answer_alike(bundle):
         fused.recommend(two_d)
 
 
+def test_histories_with_unknown_ids_take_the_usual_path_and_answer_alike(bundle):
+    """Unknown ids are left out on the usual path too (after the lookup, with every
+    argument checked over all events as the general path checks them): the answers,
+    unknown_items, n_events and n_used equal the general path's and separate scoring's,
+    the request gap runs from the last known event, and strict=True still raises."""
+    from edgerec.errors import UnknownItemError
+
+    fused, apart = pair(bundle)
+    general_calls = []
+    real_prepare = fused._prepare
+    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    rng = np.random.default_rng(13)
+    vocab = list(fused.manifest.behaviour_vocab)
+    strangers = [999, 10**9, -3, 0, 2**70]  # past the int list, negative, padding, huge
+    for trial in range(120):
+        n = int(rng.integers(1, 24))
+        history = rng.integers(101, 101 + N, n).tolist()
+        for pos in rng.choice(n, int(rng.integers(1, n + 1)), replace=False):
+            history[pos] = strangers[int(rng.integers(0, len(strangers)))]
+        if trial % 7 == 0:
+            history[-1] = 999  # the last event unknown: the request gap from the one before
+        kw = {"k": int(rng.choice([3, N + 5])), "exclude_seen": bool(trial % 2)}
+        if trial % 3:
+            kw["behaviours"] = [vocab[j] for j in rng.integers(0, len(vocab), n)]
+        if trial % 4:
+            kw["timestamps"] = (
+                np.sort(rng.integers(-(10**6), 10**7, n)) + 0.5 * (trial % 8 == 1)
+            ).tolist()
+            kw["now"] = kw["timestamps"][-1] + int(rng.integers(0, 10**6))
+        general_calls.clear()
+        got = fused.recommend(history, **kw)
+        # the usual path answered unless no event was known (the popularity fallback)
+        assert bool(general_calls) == all(x in strangers for x in history)
+        general = fused.recommend(
+            iter(history),
+            **{key: iter(v) if isinstance(v, list) else v for key, v in kw.items()},
+        )
+        want = apart.recommend(history, **kw)
+        assert_same(got, want)
+        assert_same(got, general)
+        assert got.fallback == want.fallback and got.unknown_items == want.unknown_items
+        assert got.unknown_items == tuple(x for x in history if x in strangers)
+    with pytest.raises(UnknownItemError):
+        fused.recommend([101, 999], strict=True)
+    with pytest.raises(ValueError, match="behaviours"):  # checked at unknown events too
+        fused.recommend([101, 999], behaviours=["1", {"bad": 1}])
+
+
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
     assert full_window_widths(10) == (10, 16, 32, 64, 128, 256, 512, 1024)
     assert full_window_widths(50) == (50, 64, 128, 256, 512, 1024)
