@@ -227,6 +227,43 @@ def test_histories_with_unknown_ids_take_the_usual_path_and_answer_alike(bundle)
         fused.recommend([101, 999], behaviours=["1", {"bad": 1}])
 
 
+def test_exclude_runs_fused_and_answers_like_separate_scoring(bundle):
+    """A few excluded ids are dropped from a fused top-(k + their number) with the seen
+    rows masked: the answers equal separate scoring's exclusion of the union, for k
+    beyond the eligible rows too; many excluded ids, iterators and bad values take the
+    general path (which checks the history first)."""
+    from edgerec.runtime import recommender as R
+
+    fused, apart = pair(bundle)
+    general_calls = []
+    real_prepare = fused._prepare
+    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    rng = np.random.default_rng(14)
+    for trial in range(150):
+        n = int(rng.integers(1, 20))
+        history = rng.integers(101, 101 + N, n).tolist()
+        exclude = rng.integers(95, 101 + N + 5, int(rng.integers(0, 12))).tolist()  # some unknown
+        if trial % 5 == 0:
+            exclude += history[:2]  # seen ones too
+        kind = (list, tuple, np.array)[trial % 3]
+        kw = {"k": int(rng.choice([1, 5, N, N + 5])), "exclude_seen": bool(trial % 2)}
+        general_calls.clear()
+        got = fused.recommend(history, exclude=kind(exclude), **kw)
+        assert not general_calls  # answered fused
+        assert_same(got, apart.recommend(history, exclude=exclude, **kw))
+        assert not set(got.item_ids) & set(exclude)
+    many = list(range(101, 101 + N))[: R.MAX_FUSED_EXCLUDED + 1]
+    assert R.MAX_FUSED_EXCLUDED >= N  # the catalog is smaller than the cap: all can be excluded
+    assert fused.recommend([101], exclude=many).item_ids == []
+    general_calls.clear()
+    assert_same(
+        fused.recommend([101, 102], exclude=iter([103])), apart.recommend([101, 102], exclude=[103])
+    )
+    assert general_calls  # an iterator is read once, by the general path
+    with pytest.raises(ValueError, match="history"):  # the history's error comes first
+        fused.recommend([1.5], exclude="not a list")
+
+
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
     assert full_window_widths(10) == (10, 16, 32, 64, 128, 256, 512, 1024)
     assert full_window_widths(50) == (50, 64, 128, 256, 512, 1024)

@@ -109,6 +109,9 @@ def _check_users(user: np.ndarray) -> None:
 
 
 _new_tuple = tuple.__new__
+# exclude= rows dropped after a fused top-(k + their number); more take the general path
+# (5 excluded ids: 188 us less per recommend() than the general path, paired toggle)
+MAX_FUSED_EXCLUDED = 256
 
 
 def _recommendations(cat: Catalog, rows: list[int], scores: list[float]) -> list:
@@ -702,12 +705,14 @@ class Recommender:
         exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
         strict = I.check_flag(strict, "strict")
         state = self._state_ref
-        if state.bias is not None and candidates is None and exclude is None:
-            found = self._recommend_usual(
-                state, history, behaviours, timestamps, k, exclude_seen, now, strict
-            )
-            if found is not None:
-                return found
+        if state.bias is not None and candidates is None:
+            extra = None if exclude is None else self._few_excluded(state.catalog, exclude)
+            if exclude is None or extra is not None:
+                found = self._recommend_usual(
+                    state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
+                )
+                if found is not None:
+                    return found
         prep = self._prepare(state.catalog, history, behaviours, timestamps, strict, now)
         if candidates is not None or exclude is not None or not len(prep.rows):
             return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
@@ -728,6 +733,20 @@ class Recommender:
             n_used=len(prep.rows),
         )
 
+    @staticmethod
+    def _few_excluded(cat: Catalog, exclude) -> set[int] | None:
+        """The catalog rows of ``exclude`` as a set, when they are few enough to drop from
+        a fused top-(k + their number) (``MAX_FUSED_EXCLUDED``); None for more, or for an
+        argument the general path must name (it checks the history first). Only lists,
+        tuples and arrays: reading an iterator here would leave the general path none."""
+        if type(exclude) not in (list, tuple, np.ndarray):
+            return None
+        try:
+            rows = I.id_rows(exclude, cat, "exclude")
+        except ValueError:
+            return None
+        return set(rows.tolist()) if rows.size <= MAX_FUSED_EXCLUDED else None
+
     def _recommend_usual(
         self,
         state: _State,
@@ -738,6 +757,7 @@ class Recommender:
         exclude_seen: bool,
         now,
         strict: bool = False,
+        excluded: set[int] | None = None,
     ) -> RecommendationList | None:
         """``recommend()`` of the usual request (``I.usual_stack``) in one fused run, or
         None for any other request (the general path then answers it, identically).
@@ -770,8 +790,13 @@ class Recommender:
             # the last event read is the last one kept, in whole seconds (floats floored)
             last = dropped.last_time if dropped is not None else math.floor(timestamps[n - 1])
             gap = I.request_gap_bucket([last], 1, request, True)
-        feeds = self._fused_feeds(arr, cat, state.bias, k, gap)
-        rows, scores, gate = self._fused_answer(feeds)
+        if not excluded:
+            rows, scores, gate = self._fused_answer(self._fused_feeds(arr, cat, state.bias, k, gap))
+        else:  # the best k + |excluded| with the seen rows masked, less the excluded ones
+            feeds = self._fused_feeds(arr, cat, state.bias, k + len(excluded), gap)
+            rows, scores, gate = self._fused_answer(feeds)
+            kept = [i for i, row in enumerate(rows) if row not in excluded][:k]
+            rows, scores = [rows[i] for i in kept], [scores[i] for i in kept]
         unknown = dropped.unknown if dropped is not None else ()
         return RecommendationList(
             _recommendations(cat, rows, scores),
