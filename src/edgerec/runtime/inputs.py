@@ -178,11 +178,11 @@ def _all_type(values: list, kind: type) -> bool:
 def lookup(values: list, catalog: Catalog, name: str) -> tuple[np.ndarray, list[int]]:
     """Rows (-1 where unknown) for a list of ids, and the positions that were unknown."""
     index = catalog.index
-    if catalog.id_type == "int" and not _all_type(values, int):
-        plain = _plain_ints(values)  # numpy integer scalars: the ints _id_key makes of them
-        values = values if plain is None else plain
-    if catalog.id_type == "int" and _all_type(values, int):
-        # the common case, without per-item checks (bools are excluded by ``type(x) is int``)
+    # ints (numpy integer scalars read as the ints _id_key makes of them): the common
+    # case, without per-item checks (bools are excluded by exact types)
+    plain = _plain_ints(values) if catalog.id_type == "int" else None
+    if plain is not None:
+        values = plain
         if index.delta:
             rows = [index.get(x, -1) for x in values]
         else:
@@ -508,7 +508,7 @@ def usual_stack(
         return None
     if behaviours is None:
         codes = None
-    elif type(behaviours) is list and len(behaviours) == n:
+    elif len(behaviours) == n:  # a list by now (``listed`` above)
         # vocabulary strings: every value found means every value is a str (the keys
         # are, and only a str equals one), so the lookup is the type check
         try:
@@ -610,7 +610,9 @@ def usual_batch(
     except Exception:  # the per-history path reports it, naming its history
         return None
     timed = flat_ts is not None
-    rows, beh, ts = arr[0], arr[1] if flat_beh is not None else None, arr[-1]
+    rows = arr[0]
+    beh = arr[1] if flat_beh is not None else None
+    ts = arr[-1] if timed else None
     preps = []
     end = 0
     for n, request in zip(lengths, requests, strict=True):
@@ -640,12 +642,10 @@ def _int_seconds(values: list) -> list | None:
     """Timestamps as the general path reads them, for lists of ints or of floats (numpy
     scalars included): exact ints, or floats floored; None for anything else (mixed,
     NaN, inf: the general path reads or names them)."""
-    kinds = set(map(type, values))
-    if kinds == {int}:
-        return values
-    if kinds <= _INT_TYPES:
-        return list(map(int, values))
-    if kinds <= _FLOAT_TYPES:
+    ints = _plain_ints(values)
+    if ints is not None:
+        return ints
+    if set(map(type, values)) <= _FLOAT_TYPES:
         try:
             return list(map(math.floor, values))
         except (ValueError, OverflowError):  # NaN, inf

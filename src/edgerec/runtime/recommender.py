@@ -217,7 +217,8 @@ class Recommender:
         self._fused: _UserSession | None = None
         self._fused_runs: dict[int | str, Callable] = {}  # str: UP_TO_WINDOW, at load
         if fuse_topk and self._can_fuse(scorer.kind):
-            widths = (UP_TO_WINDOW, *full_window_widths(m.dims.max_len))
+            short = (UP_TO_WINDOW,) if m.dims.max_len > 1 else ()  # widths below the window
+            widths = (*short, *full_window_widths(m.dims.max_len))
             graphs = fused_graphs(ue_blob, m.dims.max_len, [None, *widths])
             self._fused = self._fused_session(graphs.get(None), ue_file)
             if self._fused is not None:
@@ -477,8 +478,6 @@ class Recommender:
         k = min(cat.n_rows, 20)
         active = np.flatnonzero(cat.active)
         rows = active if len(active) else np.ones(1, np.int64)  # row 1 of an empty catalog
-        if max_len == 1:  # no width below the window
-            self._fused_runs.pop(UP_TO_WINDOW, None)
         for width, run in list(self._fused_runs.items()):
             cols = max_len - 1 if width == UP_TO_WINDOW else width
             n_read = min(cols, max_len)
