@@ -54,6 +54,7 @@ import numpy as np
 
 from edgerec.features import FIRST_GAP_MARK, MARKED_BUCKET_EDGES
 from edgerec.runtime import onnxproto as P
+from edgerec.runtime.batch_one import batch_one_edits
 from edgerec.runtime.inputs import int_feed
 from edgerec.runtime.scoring import _best_first, masked_topk_nodes
 
@@ -106,7 +107,8 @@ def fused_graphs(
 ) -> dict[int | str | None, bytes]:
     """``fused_graph`` for each of ``widths`` (None: the dynamic graph), the bundle's
     graph checked and stripped of its history inputs once for all of them (about 3 ms
-    each for the MovieLens model); empty where ``fused_graph`` gives None."""
+    each for the MovieLens model) and its LSTM section rewritten for one history
+    (``batch_one``); empty where ``fused_graph`` gives None."""
     if PREFIX.encode() in bytes(user_graph):
         return {}
     summary = P.scan_model(user_graph)
@@ -115,7 +117,9 @@ def fused_graphs(
         for name in SPLIT_INPUTS
     ):
         return {}
-    stripped = P.without_inputs(user_graph, SPLIT_INPUTS)
+    # every fused graph runs one history: its LSTM section as for a batch of one
+    edits, batch_one = batch_one_edits(user_graph, summary.outputs)
+    stripped = P.edit_graph(user_graph, SPLIT_INPUTS, edits)
     graphs = {}
     for width in widths:
         within = width == UP_TO_WINDOW or (isinstance(width, int) and width <= max_len)
@@ -134,7 +138,7 @@ def fused_graphs(
                 P.value_info(VALUES, P.FLOAT, [1, "k_out"]),
                 P.value_info(INDICES, P.INT64, [1, "k_out"]),
             ],
-            initializers=initializers,
+            initializers=initializers + batch_one,
         )
     return graphs
 
@@ -174,18 +178,19 @@ def _request_nodes(max_len: int, within_window: bool) -> tuple[list[bytes], list
             P.tensor(p + "four", np.array([4], i64)),
             P.tensor(p + "axis0", np.array([0], i64)),
         ]
+    # each gap's bucket: the edges at or below it, counted over the edges' axis (edges
+    # shaped (E, 1, 1) against the (1, n) gaps: no Unsqueeze of the gaps)
     nodes += [
-        P.node("Unsqueeze", [gap_seconds, p + "axis2"], [p + "gap_seconds_3d"]),
-        P.node("GreaterOrEqual", [p + "gap_seconds_3d", p + "gap_edges"], [p + "edges_below"]),
+        P.node("GreaterOrEqual", [gap_seconds, p + "gap_edges"], [p + "edges_below"]),
         P.node("Cast", [p + "edges_below"], [p + "edges_counted"], to=P.INT64),
-        P.node("ReduceSum", [p + "edges_counted", p + "axis2"], ["gaps"], keepdims=0),
+        P.node("ReduceSum", [p + "edges_counted", p + "edge_axis"], ["gaps"], keepdims=0),
         P.node("Shape", ["items"], ["lengths"], start=1),
     ]
     nodes += masked_topk_nodes("user", "item_table", BIAS, excluded, K, VALUES, INDICES, p)
     initializers += [
         P.tensor(p + "neg_inf", np.full((1, 1), -np.inf, np.float32)),
-        P.tensor(p + "axis2", np.array([2], i64)),
-        P.tensor(p + "gap_edges", MARKED_BUCKET_EDGES),
+        P.tensor(p + "edge_axis", np.array([0], i64)),
+        P.tensor(p + "gap_edges", MARKED_BUCKET_EDGES.reshape(-1, 1, 1)),
     ]
     return nodes, initializers
 

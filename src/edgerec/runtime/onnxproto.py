@@ -370,13 +370,29 @@ def without_inputs(model_bytes: bytes, names: Collection[str]) -> bytes:
     then adds the nodes): every other field, the graph's nodes and initializers
     included, is copied byte for byte; only the graph field is re-framed.
     """
+    return edit_graph(model_bytes, names, {})
+
+
+def edit_graph(
+    model_bytes: bytes, drop_inputs: Collection[str], nodes: dict[int, Sequence[bytes]]
+) -> bytes:
+    """``model_bytes`` with the graph inputs ``drop_inputs`` no longer declared and the
+    graph's nodes at the indices in ``nodes`` (their order in ``graph_nodes``) replaced by
+    the nodes given there (none: the node is dropped). Every other field is copied byte
+    for byte; only the graph field is re-framed."""
     buf = memoryview(model_bytes)
     out, at = [], 0
     for num, wire, x, y in _fields(buf, 0, len(buf)):
         if num == 7 and wire == _LEN:
-            kept, g_at = [], x
+            kept, g_at, index = [], x, -1
             for n2, w2, x2, y2 in _fields(buf, x, y):
-                if not (n2 == 11 and w2 == _LEN and _value_info(buf, x2, y2)[0] in names):
+                if n2 == 1 and w2 == _LEN:
+                    index += 1
+                    if index in nodes:
+                        kept.extend(_len(1, n) for n in nodes[index])
+                        g_at = y2
+                        continue
+                if not (n2 == 11 and w2 == _LEN and _value_info(buf, x2, y2)[0] in drop_inputs):
                     kept.append(buf[g_at:y2])
                 g_at = y2
             out.append(_len(7, b"".join(kept)))
@@ -384,3 +400,110 @@ def without_inputs(model_bytes: bytes, names: Collection[str]) -> bytes:
             out.append(buf[at:y])
         at = y
     return b"".join(out)
+
+
+# --- reading a graph's nodes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What graph rewrites read of a node: its op, wiring and integer attributes."""
+
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    ints: dict[str, tuple[int, ...]]  # INT and INTS attributes (an INT as a 1-tuple)
+    attributes: frozenset[str]  # every attribute's name
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _attribute_ints(buf: memoryview, a: int, b: int) -> tuple[str, tuple[int, ...] | None]:
+    name, values, kind = "", [], None
+    for num, wire, x, y in _fields(buf, a, b):
+        if num == 1 and wire == _LEN:
+            name = _string(buf, x, y)
+        elif num == 20 and wire == _VARINT:
+            kind = x
+        elif num == 3 and wire == _VARINT:
+            values = [_signed(x)]
+        elif num == 8 and wire == _VARINT:
+            values.append(_signed(x))
+        elif num == 8 and wire == _LEN:  # packed
+            pos = x
+            while pos < y:
+                v, pos = _varint(buf, pos, y)
+                values.append(_signed(v))
+    return name, (tuple(values) if kind in (2, 7) else None)  # INT, INTS
+
+
+def graph_nodes(model_bytes: bytes) -> list[NodeView]:
+    """The main graph's nodes in order (the index ``edit_graph`` takes)."""
+    buf = memoryview(model_bytes)
+    found: list[NodeView] = []
+    for num, wire, x, y in _fields(buf, 0, len(buf)):
+        if num != 7 or wire != _LEN:
+            continue
+        for n2, w2, x2, y2 in _fields(buf, x, y):
+            if n2 != 1 or w2 != _LEN:
+                continue
+            ins, outs, op, domain, ints, names = [], [], "", "", {}, set()
+            for n3, w3, x3, y3 in _fields(buf, x2, y2):
+                if w3 != _LEN:
+                    continue
+                if n3 == 1:
+                    ins.append(_string(buf, x3, y3))
+                elif n3 == 2:
+                    outs.append(_string(buf, x3, y3))
+                elif n3 == 4:
+                    op = _string(buf, x3, y3)
+                elif n3 == 7:
+                    domain = _string(buf, x3, y3)
+                elif n3 == 5:
+                    name, values = _attribute_ints(buf, x3, y3)
+                    names.add(name)
+                    if values is not None:
+                        ints[name] = values
+            found.append(NodeView(op, domain, tuple(ins), tuple(outs), ints, frozenset(names)))
+    return found
+
+
+_ONNX_TO_NP = {INT64: np.dtype("<i8"), INT32: np.dtype("<i4"), FLOAT: np.dtype("<f4")}
+
+
+def graph_initializers(model_bytes: bytes, names: Collection[str]) -> dict[str, np.ndarray]:
+    """The main graph's initializers called ``names`` whose data is inline as raw bytes
+    (how exporters write them) in float32, int32 or int64; others are left out."""
+    buf = memoryview(model_bytes)
+    found: dict[str, np.ndarray] = {}
+    for num, wire, x, y in _fields(buf, 0, len(buf)):
+        if num != 7 or wire != _LEN:
+            continue
+        for n2, w2, x2, y2 in _fields(buf, x, y):
+            if n2 != 5 or w2 != _LEN:
+                continue
+            dims, elem, name, raw = [], None, "", None
+            for n3, w3, x3, y3 in _fields(buf, x2, y2):
+                if n3 == 1 and w3 == _VARINT:
+                    dims.append(x3)
+                elif n3 == 1 and w3 == _LEN:  # packed dims
+                    pos = x3
+                    while pos < y3:
+                        v, pos = _varint(buf, pos, y3)
+                        dims.append(v)
+                elif n3 == 2 and w3 == _VARINT:
+                    elem = x3
+                elif n3 == 8 and w3 == _LEN:
+                    name = _string(buf, x3, y3)
+                elif n3 == 9 and w3 == _LEN:
+                    raw = bytes(buf[x3:y3])
+            dtype = _ONNX_TO_NP.get(elem)
+            if name not in names or raw is None or dtype is None:
+                continue
+            if len(raw) != dtype.itemsize * int(np.prod(dims, dtype=np.int64)):
+                continue
+            found[name] = np.frombuffer(raw, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+    return found
