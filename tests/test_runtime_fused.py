@@ -555,3 +555,13 @@ def test_unhashable_behaviours_are_a_value_error_naming_them_on_every_path(bundl
     for rec in pair(bundle):
         with pytest.raises(ValueError, match="behaviours"):
             rec.recommend([101, 102], behaviours=behaviours)
+
+
+def test_fused_sessions_run_without_the_memory_arena_and_batch_sessions_with_it(bundle):
+    """One-history runs allocate a few KB per tensor, cheaper from the C allocator than
+    from onnxruntime's locked arena; batches keep the arena (their tensors grow large)."""
+    fused, _ = pair(bundle)
+    assert fused._fused.session.get_session_options().enable_cpu_mem_arena is False
+    assert fused._user_main.session.get_session_options().enable_cpu_mem_arena is True
+    history = list(range(101, 121))
+    assert fused.recommend(history, k=5) == fused.recommend(history, k=5)

@@ -343,7 +343,9 @@ class Recommender:
         if graph is None:
             return None
         try:
-            session = create_session(graph, file, [CPU], self.threads, user_encoder=True)
+            session = create_session(
+                graph, file, [CPU], self.threads, user_encoder=True, arena=False
+            )
         except BundleError:  # the graph itself loaded: keep separate scoring
             return None
         return _UserSession(
