@@ -85,7 +85,9 @@ def test_recommender_on_a_built_bundle_graph_loads_the_rewritten_sessions(monkey
     assert len(initializers) == 3
 
 
-def lstm_graph(consumer: str = "attention", y_is_output: bool = False, perm=(2, 0, 1, 3)):
+def lstm_graph(
+    consumer: str = "attention", y_is_output: bool = False, perm=(2, 0, 1, 3), flat_inputs=2
+):
     """A miniature of the builder's LSTM section, with one thing to vary at a time."""
     d, h, length = 4, 3, 5
     rng = np.random.default_rng(0)
@@ -101,7 +103,7 @@ def lstm_graph(consumer: str = "attention", y_is_output: bool = False, perm=(2, 
         helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
         helper.make_node("LSTM", ["xt", "W", "R"], ["y"], direction="bidirectional", hidden_size=h),
         helper.make_node("Transpose", ["y"], ["yt"], perm=list(perm)),
-        helper.make_node("Reshape", ["yt", "bl"], ["out"]),
+        helper.make_node("Reshape", ["yt", "bl"][:flat_inputs], ["out"]),
         helper.make_node("MatMul", ["pool", "out"], ["pooled"]),
     ]
     outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)]
@@ -148,8 +150,13 @@ def test_the_miniature_is_rewritten_and_answers_alike():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"consumer": "sum"}, {"y_is_output": True}, {"perm": (0, 2, 1, 3)}],
-    ids=["outputs-read-across-time", "outputs-are-a-graph-output", "other-transpose"],
+    [{"consumer": "sum"}, {"y_is_output": True}, {"perm": (0, 2, 1, 3)}, {"flat_inputs": 1}],
+    ids=[
+        "outputs-read-across-time",
+        "outputs-are-a-graph-output",
+        "other-transpose",
+        "malformed-reshape",
+    ],
 )
 def test_graphs_that_are_not_the_pattern_are_left_as_they_are(kw):
     assert rewritten(lstm_graph(**kw)) is None

@@ -64,23 +64,16 @@ def batch_one_edits(
         return _NONE
     before = producer.get(lstm.inputs[0])
     if (
-        before is None
-        or nodes[before].op_type != "Transpose"
+        not _is(nodes, before, "Transpose", 1)
         or nodes[before].ints.get("perm") != (1, 0, 2)
         or sole_consumer(lstm.inputs[0]) != lstms[0]
     ):
         return _NONE
     after = sole_consumer(lstm.outputs[0])
-    if after is None or nodes[after].op_type != "Transpose":
-        return _NONE
-    if nodes[after].ints.get("perm") != (2, 0, 1, 3):
+    if not _is(nodes, after, "Transpose", 1) or nodes[after].ints.get("perm") != (2, 0, 1, 3):
         return _NONE
     flat = sole_consumer(nodes[after].outputs[0])
-    if (
-        flat is None
-        or nodes[flat].op_type != "Reshape"
-        or nodes[flat].inputs[0] != nodes[after].outputs[0]
-    ):
+    if not _is(nodes, flat, "Reshape", 2) or nodes[flat].inputs[0] != nodes[after].outputs[0]:
         return _NONE
     pooled = nodes[flat].outputs[0]  # (1, L, directions * h), to become (L, directions * h)
     if pooled in graph_outputs or nodes[flat].ints.get("allowzero", (0,)) != (0,):
@@ -102,7 +95,7 @@ def batch_one_edits(
     row_reshapes = []
     for start in consumers.get(pooled, []):
         node = nodes[start]
-        if node.op_type == "MatMul" and node.inputs[1] == pooled and node.inputs[0] != pooled:
+        if _is(nodes, start, "MatMul", 2) and node.inputs[1] == pooled != node.inputs[0]:
             continue  # the right operand: a (1, m, L) left one broadcasts over (L, n) alike
         end = _row_wise_chain(nodes, start, pooled, weights, sole_consumer)
         if end is None:
@@ -127,6 +120,20 @@ def batch_one_edits(
     return edits, initializers
 
 
+def _is(nodes: list[P.NodeView], index: int | None, op: str, n_inputs: int) -> bool:
+    """Whether node ``index`` is a default-domain ``op`` of ``n_inputs`` inputs and one
+    output (a malformed graph is left alone, not indexed past its lists)."""
+    if index is None:
+        return False
+    node = nodes[index]
+    return (
+        node.op_type == op
+        and node.domain in ("", "ai.onnx")
+        and len(node.inputs) == n_inputs
+        and len(node.outputs) == 1
+    )
+
+
 def _values(weights: dict[str, np.ndarray], name: str) -> list | None:
     found = weights.get(name)
     return None if found is None else found.tolist()
@@ -136,13 +143,15 @@ def _row_wise_chain(nodes, start: int, value: str, weights, sole_consumer) -> in
     """The index of the Reshape to (B, -1) that ends a row-wise chain from ``start``
     (which reads ``value``), or None if the nodes from there are anything else."""
     at = start
-    while True:
+    for _ in nodes:  # a chain visits each node at most once (a cyclic graph is malformed)
         node = nodes[at]
+        if node.domain not in ("", "ai.onnx"):
+            return None
         others = [x for x in node.inputs if x != value]
-        if node.op_type == "Reshape" and node.inputs[0] == value:
+        if _is(nodes, at, "Reshape", 2) and node.inputs[0] == value:
             keeps_batch = _values(weights, node.inputs[1]) == [0, -1]
             return at if keeps_batch and node.ints.get("allowzero", (0,)) == (0,) else None
-        if node.op_type == "MatMul" and node.inputs[0] == value and len(others) == 1:
+        if _is(nodes, at, "MatMul", 2) and node.inputs[0] == value and len(others) == 1:
             if others[0] not in weights or weights[others[0]].ndim != 2:
                 return None
         elif node.op_type in _VECTOR_OPS and len(others) == 1 and len(node.inputs) == 2:
@@ -157,3 +166,4 @@ def _row_wise_chain(nodes, start: int, value: str, weights, sole_consumer) -> in
         if following is None:
             return None
         at = following
+    return None
