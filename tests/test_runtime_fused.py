@@ -264,6 +264,49 @@ def test_exclude_runs_fused_and_answers_like_separate_scoring(bundle):
         fused.recommend([1.5], exclude="not a list")
 
 
+def test_candidates_run_fused_and_answer_like_separate_scoring(tmp_path):
+    """A candidates request runs fused with a row bias of its own (-inf outside the
+    candidates, at excluded and removed rows): the answers equal separate scoring's
+    ranking of the candidates -- unknown, repeated, removed, seen and excluded ids among
+    them, k beyond the eligible rows -- and iterators and bad values take the general
+    path (which checks the history first)."""
+    b = make_bundle(tmp_path / "b", n_items=N, max_len=10)
+    fused, apart = pair(b)
+    for rec in (fused, apart):
+        rec.remove_items([107, 131])
+    general_calls = []
+    real_prepare = fused._prepare
+    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    rng = np.random.default_rng(21)
+    for trial in range(150):
+        n = int(rng.integers(1, 20))
+        history = rng.choice([i for i in range(101, 101 + N) if i not in (107, 131)], n).tolist()
+        candidates = rng.integers(95, 101 + N + 5, int(rng.integers(0, 30))).tolist()
+        candidates += [107, history[0]] if trial % 4 == 0 else []  # removed and seen ones
+        exclude = rng.integers(101, 101 + N, int(rng.integers(0, 4))).tolist() or None
+        kind = (list, tuple, np.array)[trial % 3]
+        kw = {"k": int(rng.choice([1, 5, N + 5])), "exclude_seen": bool(trial % 2)}
+        general_calls.clear()
+        got = fused.recommend(
+            history, candidates=kind(candidates), exclude=exclude and kind(exclude), **kw
+        )
+        assert not general_calls  # answered fused
+        want = apart.recommend(history, candidates=candidates, exclude=exclude, **kw)
+        assert_same(got, want)
+        assert set(got.item_ids) <= set(candidates) - {107, 131} - set(exclude or ())
+    general_calls.clear()
+    assert_same(
+        fused.recommend([101, 102], candidates=iter([103, 104])),
+        apart.recommend([101, 102], candidates=[103, 104]),
+    )
+    assert general_calls  # an iterator is read once, by the general path
+    assert fused.recommend([], candidates=[103, 104]).fallback == "popularity"
+    with pytest.raises(ValueError, match="history"):  # the history's error comes first
+        fused.recommend([1.5], candidates="not a list")
+    with pytest.raises(ValueError, match="candidates"):
+        fused.recommend([101], candidates=[None])
+
+
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
     assert full_window_widths(10) == (10, 16, 32, 64, 128, 256, 512, 1024)
     assert full_window_widths(50) == (50, 64, 128, 256, 512, 1024)

@@ -706,14 +706,30 @@ class Recommender:
         exclude_seen = I.check_flag(exclude_seen, "exclude_seen")
         strict = I.check_flag(strict, "strict")
         state = self._state_ref
-        if state.bias is not None and candidates is None:
-            extra = None if exclude is None else self._few_excluded(state.catalog, exclude)
-            if exclude is None or extra is not None:
-                found = self._recommend_usual(
-                    state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
-                )
-                if found is not None:
-                    return found
+        if state.bias is not None:
+            found = None
+            if candidates is None:
+                extra = None if exclude is None else self._few_excluded(state.catalog, exclude)
+                if exclude is None or extra is not None:
+                    found = self._recommend_usual(
+                        state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
+                    )
+            else:
+                bias = self._candidate_bias(state, candidates, exclude)
+                if bias is not None:
+                    found = self._recommend_usual(
+                        state,
+                        history,
+                        behaviours,
+                        timestamps,
+                        k,
+                        exclude_seen,
+                        now,
+                        strict,
+                        bias=bias,
+                    )
+            if found is not None:
+                return found
         prep = self._prepare(state.catalog, history, behaviours, timestamps, strict, now)
         if candidates is not None or exclude is not None or not len(prep.rows):
             return self._recommend(state, [prep], k, exclude_seen, candidates, exclude)[0]
@@ -748,6 +764,34 @@ class Recommender:
             return None
         return set(rows.tolist()) if rows.size <= MAX_FUSED_EXCLUDED else None
 
+    @staticmethod
+    def _candidate_bias(state: _State, candidates, exclude) -> np.ndarray | None:
+        """The fused run's row bias for a request with ``candidates``: the catalog's bias
+        (0, or -inf for inactive rows) at the candidates' rows, -inf everywhere else and
+        at ``exclude``'s rows. None for an argument the general path must read or name
+        (iterators, bad values), as ``_few_excluded``.
+
+        Why: ranking a shortlist is the usual shape of a candidates request, and the
+        general path pays for the request's checks and a separate user-encoder run: 100
+        candidates with a 50-event MovieLens history took 328 us against 517 us there
+        (int8 bundle, 20 paired rounds of 200 calls toggled on one recommender).
+        Answers match it: ``id_rows`` gives sorted unique rows, so its ties already fall
+        to the lower row, as TopK's do.
+        """
+        kinds = (list, tuple, np.ndarray)
+        if type(candidates) not in kinds or (exclude is not None and type(exclude) not in kinds):
+            return None
+        cat = state.catalog
+        try:
+            rows = I.id_rows(candidates, cat, "candidates")
+            dropped = I.id_rows(exclude, cat, "exclude") if exclude is not None else _EMPTY
+        except ValueError:
+            return None
+        bias = np.full(cat.n_rows, -np.inf, np.float32)
+        bias[rows] = state.bias[rows]
+        bias[dropped] = -np.inf
+        return bias
+
     def _recommend_usual(
         self,
         state: _State,
@@ -759,6 +803,7 @@ class Recommender:
         now,
         strict: bool = False,
         excluded: set[int] | None = None,
+        bias: np.ndarray | None = None,
     ) -> RecommendationList | None:
         """``recommend()`` of the usual request (``I.usual_stack``) in one fused run, or
         None for any other request (the general path then answers it, identically).
@@ -768,7 +813,9 @@ class Recommender:
         array (or a view of it), whose rows the graph splits and buckets itself, and
         skips the ``Prepared`` record (a prototype of it took 9% less time per call than
         the general path, interleaved A/B). ``tests/test_runtime_fused.py`` pins its
-        answers to separate scoring's over random requests.
+        answers to separate scoring's over random requests. ``excluded``: rows dropped
+        from a top-(k + their number); ``bias``: this request's row bias in place of the
+        catalog's (``_candidate_bias``).
         """
         cat = state.catalog
         max_len = self.manifest.dims.max_len
@@ -791,10 +838,12 @@ class Recommender:
             # the last event read is the last one kept, in whole seconds (floats floored)
             last = dropped.last_time if dropped is not None else math.floor(timestamps[n - 1])
             gap = I.request_gap_bucket([last], 1, request, True)
+        if bias is None:
+            bias = state.bias
         if not excluded:
-            rows, scores, gate = self._fused_answer(self._fused_feeds(arr, cat, state.bias, k, gap))
+            rows, scores, gate = self._fused_answer(self._fused_feeds(arr, cat, bias, k, gap))
         else:  # the best k + |excluded| with the seen rows masked, less the excluded ones
-            feeds = self._fused_feeds(arr, cat, state.bias, k + len(excluded), gap)
+            feeds = self._fused_feeds(arr, cat, bias, k + len(excluded), gap)
             rows, scores, gate = self._fused_answer(feeds)
             kept = [i for i, row in enumerate(rows) if row not in excluded][:k]
             rows, scores = [rows[i] for i in kept], [scores[i] for i in kept]
