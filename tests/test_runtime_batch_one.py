@@ -181,3 +181,13 @@ def test_edit_graph_replaces_and_drops_nodes_and_copies_the_rest():
     ops = [n.op_type for n in P.graph_nodes(new)]
     assert ops[:2] == ["Identity", "LSTM"] and ops.count("Transpose") == 0
     assert P.graph_initializers(new, {"W"})["W"].shape == (2, 12, 4)
+
+
+def test_node_indices_count_across_graph_fields_as_parsers_merge_them():
+    """A model extended with a second graph field (``extend_graph``) lists its nodes
+    after the first field's, and ``edit_graph`` edits by that same index."""
+    blob = P.extend_graph(lstm_graph(), [P.node("Identity", ["logits"], ["copy"])], [], [])
+    nodes = P.graph_nodes(blob)
+    assert nodes[-1].op_type == "Identity"
+    new = P.edit_graph(blob, (), {len(nodes) - 1: [P.node("Neg", ["logits"], ["copy"])]})
+    assert [n.op_type for n in P.graph_nodes(new)] == [n.op_type for n in nodes][:-1] + ["Neg"]

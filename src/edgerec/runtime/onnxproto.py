@@ -382,9 +382,10 @@ def edit_graph(
     for byte; only the graph field is re-framed."""
     buf = memoryview(model_bytes)
     out, at = [], 0
+    index = -1  # counted over every graph field, as graph_nodes counts (parsers merge them)
     for num, wire, x, y in _fields(buf, 0, len(buf)):
         if num == 7 and wire == _LEN:
-            kept, g_at, index = [], x, -1
+            kept, g_at = [], x
             for n2, w2, x2, y2 in _fields(buf, x, y):
                 if n2 == 1 and w2 == _LEN:
                     index += 1
@@ -485,7 +486,7 @@ def graph_initializers(model_bytes: bytes, names: Collection[str]) -> dict[str, 
         for n2, w2, x2, y2 in _fields(buf, x, y):
             if n2 != 5 or w2 != _LEN:
                 continue
-            dims, elem, name, raw = [], None, "", None
+            dims, elem, name, raw = [], None, "", None  # raw: (start, end) of the data
             for n3, w3, x3, y3 in _fields(buf, x2, y2):
                 if n3 == 1 and w3 == _VARINT:
                     dims.append(x3)
@@ -499,11 +500,15 @@ def graph_initializers(model_bytes: bytes, names: Collection[str]) -> dict[str, 
                 elif n3 == 8 and w3 == _LEN:
                     name = _string(buf, x3, y3)
                 elif n3 == 9 and w3 == _LEN:
-                    raw = bytes(buf[x3:y3])
+                    raw = (x3, y3)
             dtype = _ONNX_TO_NP.get(elem)
             if name not in names or raw is None or dtype is None:
                 continue
-            if len(raw) != dtype.itemsize * int(np.prod(dims, dtype=np.int64)):
+            size = 1
+            for d in dims:
+                size *= d
+            if raw[1] - raw[0] != dtype.itemsize * size:
                 continue
-            found[name] = np.frombuffer(raw, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+            data = np.frombuffer(bytes(buf[raw[0] : raw[1]]), dtype).reshape(dims)
+            found[name] = data.astype(dtype.newbyteorder("="))
     return found
