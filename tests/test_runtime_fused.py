@@ -307,6 +307,29 @@ def test_candidates_run_fused_and_answer_like_separate_scoring(tmp_path):
         fused.recommend([101], candidates=[None])
 
 
+def test_more_excluded_ids_than_the_top_k_cap_run_fused_with_a_row_bias(bundle, monkeypatch):
+    """Past ``MAX_FUSED_EXCLUDED`` (lowered here to 3) the excluded ids go in a row bias
+    of the request's own instead of the general path; same answers."""
+    from edgerec.runtime import recommender as R
+
+    monkeypatch.setattr(R, "MAX_FUSED_EXCLUDED", 3)
+    fused, apart = pair(bundle)
+    general_calls = []
+    real_prepare = fused._prepare
+    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        history = rng.integers(101, 101 + N, int(rng.integers(1, 20))).tolist()
+        exclude = rng.integers(95, 101 + N + 5, int(rng.integers(4, 40))).tolist()
+        kind = (list, tuple, np.array)[trial % 3]
+        kw = {"k": int(rng.choice([1, 5, N + 5])), "exclude_seen": bool(trial % 2)}
+        general_calls.clear()
+        got = fused.recommend(history, exclude=kind(exclude), **kw)
+        assert not general_calls  # answered fused
+        assert_same(got, apart.recommend(history, exclude=exclude, **kw))
+    assert fused.recommend([101], exclude=list(range(90, 200))).item_ids == []
+
+
 def test_full_window_widths_are_the_window_and_the_power_of_two_widths_up_to_the_cap():
     assert full_window_widths(10) == (10, 16, 32, 64, 128, 256, 512, 1024)
     assert full_window_widths(50) == (50, 64, 128, 256, 512, 1024)

@@ -109,7 +109,7 @@ def _check_users(user: np.ndarray) -> None:
 
 
 _new_tuple = tuple.__new__
-# exclude= rows dropped after a fused top-(k + their number); more take the general path
+# exclude= rows dropped after a fused top-(k + their number); more go in a row bias
 # (5 excluded ids: 188 us less per recommend() than the general path, paired toggle)
 MAX_FUSED_EXCLUDED = 256
 
@@ -708,14 +708,15 @@ class Recommender:
         state = self._state_ref
         if state.bias is not None:
             found = None
-            if candidates is None:
-                extra = None if exclude is None else self._few_excluded(state.catalog, exclude)
-                if exclude is None or extra is not None:
-                    found = self._recommend_usual(
-                        state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
-                    )
-            else:
-                bias = self._candidate_bias(state, candidates, exclude)
+            extra = None
+            if candidates is None and exclude is not None:
+                extra = self._few_excluded(state.catalog, exclude)
+            if candidates is None and (exclude is None or extra is not None):
+                found = self._recommend_usual(
+                    state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
+                )
+            else:  # candidates, or more excluded ids than a top-(k + their number) takes
+                bias = self._request_bias(state, candidates, exclude)
                 if bias is not None:
                     found = self._recommend_usual(
                         state,
@@ -765,11 +766,12 @@ class Recommender:
         return set(rows.tolist()) if rows.size <= MAX_FUSED_EXCLUDED else None
 
     @staticmethod
-    def _candidate_bias(state: _State, candidates, exclude) -> np.ndarray | None:
-        """The fused run's row bias for a request with ``candidates``: the catalog's bias
-        (0, or -inf for inactive rows) at the candidates' rows, -inf everywhere else and
-        at ``exclude``'s rows. None for an argument the general path must read or name
-        (iterators, bad values), as ``_few_excluded``.
+    def _request_bias(state: _State, candidates, exclude) -> np.ndarray | None:
+        """The fused run's row bias for a request with ``candidates`` (or None: every
+        row) and ``exclude``: the catalog's bias (0, or -inf for inactive rows) at the
+        candidates' rows, -inf everywhere else and at ``exclude``'s rows. None for an
+        argument the general path must read or name (iterators, bad values), as
+        ``_few_excluded``.
 
         Why: ranking a shortlist is the usual shape of a candidates request, and the
         general path pays for the request's checks and a separate user-encoder run: 100
@@ -779,16 +781,20 @@ class Recommender:
         to the lower row, as TopK's do.
         """
         kinds = (list, tuple, np.ndarray)
-        if type(candidates) not in kinds or (exclude is not None and type(exclude) not in kinds):
-            return None
+        for value in (candidates, exclude):
+            if value is not None and type(value) not in kinds:
+                return None
         cat = state.catalog
         try:
-            rows = I.id_rows(candidates, cat, "candidates")
+            rows = I.id_rows(candidates, cat, "candidates") if candidates is not None else None
             dropped = I.id_rows(exclude, cat, "exclude") if exclude is not None else _EMPTY
         except ValueError:
             return None
-        bias = np.full(cat.n_rows, -np.inf, np.float32)
-        bias[rows] = state.bias[rows]
+        if rows is None:
+            bias = state.bias.copy()
+        else:
+            bias = np.full(cat.n_rows, -np.inf, np.float32)
+            bias[rows] = state.bias[rows]
         bias[dropped] = -np.inf
         return bias
 
@@ -815,7 +821,7 @@ class Recommender:
         the general path, interleaved A/B). ``tests/test_runtime_fused.py`` pins its
         answers to separate scoring's over random requests. ``excluded``: rows dropped
         from a top-(k + their number); ``bias``: this request's row bias in place of the
-        catalog's (``_candidate_bias``).
+        catalog's (``_request_bias``).
         """
         cat = state.catalog
         max_len = self.manifest.dims.max_len
