@@ -48,6 +48,15 @@ def pair(bundle: Path) -> tuple[Recommender, Recommender]:
     return fused, apart
 
 
+def count_general_calls(rec: Recommender) -> list:
+    """A list that gains an entry each time ``rec`` answers on the general path (its
+    ``_prepare``); clear it before a request, then check it."""
+    calls: list = []
+    real_prepare = rec._prepare
+    rec._prepare = lambda *a, **kw: calls.append(1) or real_prepare(*a, **kw)
+    return calls
+
+
 def test_fused_topk_answers_like_separate_scoring(bundle):
     fused, apart = pair(bundle)
     rng = np.random.default_rng(0)
@@ -187,9 +196,7 @@ def test_histories_with_unknown_ids_take_the_usual_path_and_answer_alike(bundle)
     from edgerec.errors import UnknownItemError
 
     fused, apart = pair(bundle)
-    general_calls = []
-    real_prepare = fused._prepare
-    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    general_calls = count_general_calls(fused)
     rng = np.random.default_rng(13)
     vocab = list(fused.manifest.behaviour_vocab)
     strangers = [999, 10**9, -3, 0, 2**70]  # past the int list, negative, padding, huge
@@ -235,9 +242,7 @@ def test_exclude_runs_fused_and_answers_like_separate_scoring(bundle):
     from edgerec.runtime import recommender as R
 
     fused, apart = pair(bundle)
-    general_calls = []
-    real_prepare = fused._prepare
-    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    general_calls = count_general_calls(fused)
     rng = np.random.default_rng(14)
     for trial in range(150):
         n = int(rng.integers(1, 20))
@@ -274,9 +279,7 @@ def test_candidates_run_fused_and_answer_like_separate_scoring(tmp_path):
     fused, apart = pair(b)
     for rec in (fused, apart):
         rec.remove_items([107, 131])
-    general_calls = []
-    real_prepare = fused._prepare
-    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    general_calls = count_general_calls(fused)
     rng = np.random.default_rng(21)
     for trial in range(150):
         n = int(rng.integers(1, 20))
@@ -314,9 +317,7 @@ def test_more_excluded_ids_than_the_top_k_cap_run_fused_with_a_row_bias(bundle, 
 
     monkeypatch.setattr(R, "MAX_FUSED_EXCLUDED", 3)
     fused, apart = pair(bundle)
-    general_calls = []
-    real_prepare = fused._prepare
-    fused._prepare = lambda *a, **kw: general_calls.append(1) or real_prepare(*a, **kw)
+    general_calls = count_general_calls(fused)
     rng = np.random.default_rng(5)
     for trial in range(60):
         history = rng.integers(101, 101 + N, int(rng.integers(1, 20))).tolist()

@@ -35,6 +35,7 @@ PREFIX = "edgerec_batch_one/"
 _ROW_WISE = {"Tanh", "Sigmoid", "Relu"}
 _VECTOR_OPS = {"Add", "Mul", "Sub"}
 _NONE: tuple[dict[int, list[bytes]], list[bytes]] = ({}, [])
+_DEFAULT_DOMAINS = ("", "ai.onnx")  # the ONNX operator set, by either name
 
 
 def batch_one_edits(
@@ -56,7 +57,7 @@ def batch_one_edits(
         found = consumers.get(name, [])
         return found[0] if len(found) == 1 and name not in graph_outputs else None
 
-    lstms = [i for i, n in enumerate(nodes) if n.op_type == "LSTM" and n.domain in ("", "ai.onnx")]
+    lstms = [i for i, n in enumerate(nodes) if n.op_type == "LSTM" and n.domain in _DEFAULT_DOMAINS]
     if len(lstms) != 1:
         return _NONE
     lstm = nodes[lstms[0]]
@@ -128,7 +129,7 @@ def _is(nodes: list[P.NodeView], index: int | None, op: str, n_inputs: int) -> b
     node = nodes[index]
     return (
         node.op_type == op
-        and node.domain in ("", "ai.onnx")
+        and node.domain in _DEFAULT_DOMAINS
         and len(node.inputs) == n_inputs
         and len(node.outputs) == 1
     )
@@ -145,7 +146,7 @@ def _row_wise_chain(nodes, start: int, value: str, weights, sole_consumer) -> in
     at = start
     for _ in nodes:  # a chain visits each node at most once (a cyclic graph is malformed)
         node = nodes[at]
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in _DEFAULT_DOMAINS:
             return None
         others = [x for x in node.inputs if x != value]
         if _is(nodes, at, "Reshape", 2) and node.inputs[0] == value:

@@ -422,6 +422,23 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _packed_varints(buf: memoryview, a: int, b: int) -> Iterator[int]:
+    pos = a
+    while pos < b:
+        value, pos = _varint(buf, pos, b)
+        yield value
+
+
+def _graph_entries(buf: memoryview, number: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each length-delimited field ``number`` (1 nodes, 5 initializers)
+    of the main graph, over every graph field in order, as parsers merge them."""
+    for num, wire, x, y in _fields(buf, 0, len(buf)):
+        if num == 7 and wire == _LEN:
+            for n2, w2, x2, y2 in _fields(buf, x, y):
+                if n2 == number and w2 == _LEN:
+                    yield x2, y2
+
+
 def _attribute_ints(buf: memoryview, a: int, b: int) -> tuple[str, tuple[int, ...] | None]:
     name, values, kind = "", [], None
     for num, wire, x, y in _fields(buf, a, b):
@@ -434,10 +451,7 @@ def _attribute_ints(buf: memoryview, a: int, b: int) -> tuple[str, tuple[int, ..
         elif num == 8 and wire == _VARINT:
             values.append(_signed(x))
         elif num == 8 and wire == _LEN:  # packed
-            pos = x
-            while pos < y:
-                v, pos = _varint(buf, pos, y)
-                values.append(_signed(v))
+            values.extend(map(_signed, _packed_varints(buf, x, y)))
     return name, (tuple(values) if kind in (2, 7) else None)  # INT, INTS
 
 
@@ -445,30 +459,25 @@ def graph_nodes(model_bytes: bytes) -> list[NodeView]:
     """The main graph's nodes in order (the index ``edit_graph`` takes)."""
     buf = memoryview(model_bytes)
     found: list[NodeView] = []
-    for num, wire, x, y in _fields(buf, 0, len(buf)):
-        if num != 7 or wire != _LEN:
-            continue
-        for n2, w2, x2, y2 in _fields(buf, x, y):
-            if n2 != 1 or w2 != _LEN:
+    for x2, y2 in _graph_entries(buf, 1):
+        ins, outs, op, domain, ints, names = [], [], "", "", {}, set()
+        for n3, w3, x3, y3 in _fields(buf, x2, y2):
+            if w3 != _LEN:
                 continue
-            ins, outs, op, domain, ints, names = [], [], "", "", {}, set()
-            for n3, w3, x3, y3 in _fields(buf, x2, y2):
-                if w3 != _LEN:
-                    continue
-                if n3 == 1:
-                    ins.append(_string(buf, x3, y3))
-                elif n3 == 2:
-                    outs.append(_string(buf, x3, y3))
-                elif n3 == 4:
-                    op = _string(buf, x3, y3)
-                elif n3 == 7:
-                    domain = _string(buf, x3, y3)
-                elif n3 == 5:
-                    name, values = _attribute_ints(buf, x3, y3)
-                    names.add(name)
-                    if values is not None:
-                        ints[name] = values
-            found.append(NodeView(op, domain, tuple(ins), tuple(outs), ints, frozenset(names)))
+            if n3 == 1:
+                ins.append(_string(buf, x3, y3))
+            elif n3 == 2:
+                outs.append(_string(buf, x3, y3))
+            elif n3 == 4:
+                op = _string(buf, x3, y3)
+            elif n3 == 7:
+                domain = _string(buf, x3, y3)
+            elif n3 == 5:
+                name, values = _attribute_ints(buf, x3, y3)
+                names.add(name)
+                if values is not None:
+                    ints[name] = values
+        found.append(NodeView(op, domain, tuple(ins), tuple(outs), ints, frozenset(names)))
     return found
 
 
@@ -480,35 +489,27 @@ def graph_initializers(model_bytes: bytes, names: Collection[str]) -> dict[str, 
     (how exporters write them) in float32, int32 or int64; others are left out."""
     buf = memoryview(model_bytes)
     found: dict[str, np.ndarray] = {}
-    for num, wire, x, y in _fields(buf, 0, len(buf)):
-        if num != 7 or wire != _LEN:
+    for x2, y2 in _graph_entries(buf, 5):
+        dims, elem, name, raw = [], None, "", None  # raw: (start, end) of the data
+        for n3, w3, x3, y3 in _fields(buf, x2, y2):
+            if n3 == 1 and w3 == _VARINT:
+                dims.append(x3)
+            elif n3 == 1 and w3 == _LEN:  # packed dims
+                dims.extend(_packed_varints(buf, x3, y3))
+            elif n3 == 2 and w3 == _VARINT:
+                elem = x3
+            elif n3 == 8 and w3 == _LEN:
+                name = _string(buf, x3, y3)
+            elif n3 == 9 and w3 == _LEN:
+                raw = (x3, y3)
+        dtype = _ONNX_TO_NP.get(elem)
+        if name not in names or raw is None or dtype is None:
             continue
-        for n2, w2, x2, y2 in _fields(buf, x, y):
-            if n2 != 5 or w2 != _LEN:
-                continue
-            dims, elem, name, raw = [], None, "", None  # raw: (start, end) of the data
-            for n3, w3, x3, y3 in _fields(buf, x2, y2):
-                if n3 == 1 and w3 == _VARINT:
-                    dims.append(x3)
-                elif n3 == 1 and w3 == _LEN:  # packed dims
-                    pos = x3
-                    while pos < y3:
-                        v, pos = _varint(buf, pos, y3)
-                        dims.append(v)
-                elif n3 == 2 and w3 == _VARINT:
-                    elem = x3
-                elif n3 == 8 and w3 == _LEN:
-                    name = _string(buf, x3, y3)
-                elif n3 == 9 and w3 == _LEN:
-                    raw = (x3, y3)
-            dtype = _ONNX_TO_NP.get(elem)
-            if name not in names or raw is None or dtype is None:
-                continue
-            size = 1
-            for d in dims:
-                size *= d
-            if raw[1] - raw[0] != dtype.itemsize * size:
-                continue
-            data = np.frombuffer(bytes(buf[raw[0] : raw[1]]), dtype).reshape(dims)
-            found[name] = data.astype(dtype.newbyteorder("="))
+        size = 1
+        for d in dims:
+            size *= d
+        if raw[1] - raw[0] != dtype.itemsize * size:
+            continue
+        data = np.frombuffer(bytes(buf[raw[0] : raw[1]]), dtype).reshape(dims)
+        found[name] = data.astype(dtype.newbyteorder("="))
     return found

@@ -110,7 +110,7 @@ def _check_users(user: np.ndarray) -> None:
 
 _new_tuple = tuple.__new__
 # exclude= rows dropped after a fused top-(k + their number); more go in a row bias
-# (5 excluded ids: 188 us less per recommend() than the general path, paired toggle)
+# (``Recommender._fused_masks``)
 MAX_FUSED_EXCLUDED = 256
 
 
@@ -707,27 +707,16 @@ class Recommender:
         strict = I.check_flag(strict, "strict")
         state = self._state_ref
         if state.bias is not None:
-            found = None
-            extra = None
-            if candidates is None and exclude is not None:
-                extra = self._few_excluded(state.catalog, exclude)
-            if candidates is None and (exclude is None or extra is not None):
+            if candidates is None and exclude is None:
                 found = self._recommend_usual(
-                    state, history, behaviours, timestamps, k, exclude_seen, now, strict, extra
+                    state, history, behaviours, timestamps, k, exclude_seen, now, strict
                 )
-            else:  # candidates, or more excluded ids than a top-(k + their number) takes
-                bias = self._request_bias(state, candidates, exclude)
-                if bias is not None:
+            else:
+                masks = self._fused_masks(state, candidates, exclude)
+                found = None
+                if masks is not None:
                     found = self._recommend_usual(
-                        state,
-                        history,
-                        behaviours,
-                        timestamps,
-                        k,
-                        exclude_seen,
-                        now,
-                        strict,
-                        bias=bias,
+                        state, history, behaviours, timestamps, k, exclude_seen, now, strict, *masks
                     )
             if found is not None:
                 return found
@@ -752,33 +741,23 @@ class Recommender:
         )
 
     @staticmethod
-    def _few_excluded(cat: Catalog, exclude) -> set[int] | None:
-        """The catalog rows of ``exclude`` as a set, when they are few enough to drop from
-        a fused top-(k + their number) (``MAX_FUSED_EXCLUDED``); None for more, or for an
-        argument the general path must name (it checks the history first). Only lists,
-        tuples and arrays: reading an iterator here would leave the general path none."""
-        if type(exclude) not in (list, tuple, np.ndarray):
-            return None
-        try:
-            rows = I.id_rows(exclude, cat, "exclude")
-        except ValueError:
-            return None
-        return set(rows.tolist()) if rows.size <= MAX_FUSED_EXCLUDED else None
-
-    @staticmethod
-    def _request_bias(state: _State, candidates, exclude) -> np.ndarray | None:
-        """The fused run's row bias for a request with ``candidates`` (or None: every
-        row) and ``exclude``: the catalog's bias (0, or -inf for inactive rows) at the
-        candidates' rows, -inf everywhere else and at ``exclude``'s rows. None for an
-        argument the general path must read or name (iterators, bad values), as
-        ``_few_excluded``.
+    def _fused_masks(
+        state: _State, candidates, exclude
+    ) -> tuple[set[int] | None, np.ndarray | None] | None:
+        """How a fused run leaves out ``exclude`` and keeps only ``candidates``: (rows
+        to drop from a top-(k + their number), None) for up to ``MAX_FUSED_EXCLUDED``
+        excluded ids without candidates, else (None, a row bias of the request's own:
+        the catalog's bias at the candidates' rows -- every row without candidates --,
+        -inf everywhere else and at the excluded rows). None for an argument the general
+        path must read or name (it checks the history first): only lists, tuples and
+        arrays are read here, since reading an iterator would leave the general path none.
 
         Why: ranking a shortlist is the usual shape of a candidates request, and the
         general path pays for the request's checks and a separate user-encoder run: 100
         candidates with a 50-event MovieLens history took 328 us against 517 us there
-        (int8 bundle, 20 paired rounds of 200 calls toggled on one recommender).
-        Answers match it: ``id_rows`` gives sorted unique rows, so its ties already fall
-        to the lower row, as TopK's do.
+        (int8 bundle, 20 paired rounds of 200 calls toggled on one recommender); 5
+        excluded ids, 188 us less. Answers match it: ``id_rows`` gives sorted unique rows,
+        so its ties already fall to the lower row, as TopK's do.
         """
         kinds = (list, tuple, np.ndarray)
         for value in (candidates, exclude):
@@ -790,13 +769,15 @@ class Recommender:
             dropped = I.id_rows(exclude, cat, "exclude") if exclude is not None else _EMPTY
         except ValueError:
             return None
+        if rows is None and dropped.size <= MAX_FUSED_EXCLUDED:
+            return set(dropped.tolist()), None
         if rows is None:
             bias = state.bias.copy()
         else:
             bias = np.full(cat.n_rows, -np.inf, np.float32)
             bias[rows] = state.bias[rows]
         bias[dropped] = -np.inf
-        return bias
+        return None, bias
 
     def _recommend_usual(
         self,
@@ -821,7 +802,7 @@ class Recommender:
         the general path, interleaved A/B). ``tests/test_runtime_fused.py`` pins its
         answers to separate scoring's over random requests. ``excluded``: rows dropped
         from a top-(k + their number); ``bias``: this request's row bias in place of the
-        catalog's (``_request_bias``).
+        catalog's (``_fused_masks``).
         """
         cat = state.catalog
         max_len = self.manifest.dims.max_len
