@@ -26,7 +26,7 @@ def as_int_ids(values: pd.Series, what: str, source: str) -> np.ndarray:
     arr = numeric.to_numpy(dtype=float)
     if np.isnan(arr).any() or (arr != np.floor(arr)).any() or (np.abs(arr) > 2**62).any():
         bad = values.to_numpy()[np.isnan(arr) | (arr != np.floor(arr)) | (np.abs(arr) > 2**62)]
-        raise DataError(f"{source}: {what} must be integers within int64, got {bad[0]!r}")
+        raise DataError(f"{source}: {what} must be integers within int64, got {str(bad[0])!r}")
     return numeric.astype(np.int64).to_numpy()
 
 

@@ -39,6 +39,7 @@ def load_movielens_100k(data_dir: Path, *, strict: bool = False, kcore: int = 0)
         sep="|",
         encoding="latin-1",
         numeric=("item",),
+        integer=("item",),
         required=("item", "title"),
         report=report,
         strict=strict,
@@ -55,6 +56,7 @@ def load_movielens_100k(data_dir: Path, *, strict: bool = False, kcore: int = 0)
         columns=["user", "item", "rating", "ts"],
         sep="\t",
         numeric=("user", "item", "rating", "ts"),
+        integer=("user", "item", "ts"),
         report=report,
         strict=strict,
     )
@@ -98,6 +100,7 @@ def load_movielens_1m(data_dir: Path, *, strict: bool = False, kcore: int = 0) -
         sep="::",
         encoding="latin-1",
         numeric=("item",),
+        integer=("item",),
         required=("item", "title"),
         report=report,
         strict=strict,
@@ -109,6 +112,7 @@ def load_movielens_1m(data_dir: Path, *, strict: bool = False, kcore: int = 0) -
         columns=["user", "item", "rating", "ts"],
         sep="::",
         numeric=("user", "item", "rating", "ts"),
+        integer=("user", "item", "ts"),
         report=report,
         strict=strict,
     )
@@ -126,6 +130,7 @@ def load_movielens_latest(data_dir: Path, *, strict: bool = False, kcore: int = 
         header=True,
         quoted=True,
         numeric=("movieId",),
+        integer=("movieId",),
         required=("movieId", "title"),
         report=report,
         strict=strict,
@@ -140,6 +145,7 @@ def load_movielens_latest(data_dir: Path, *, strict: bool = False, kcore: int = 
             header=True,
             quoted=True,
             numeric=("movieId",),
+            integer=("movieId",),
             report=report,
             strict=strict,
         )
@@ -157,6 +163,7 @@ def load_movielens_latest(data_dir: Path, *, strict: bool = False, kcore: int = 
         sep=",",
         header=True,
         numeric=("userId", "movieId", "rating", "timestamp"),
+        integer=("userId", "movieId", "timestamp"),
         report=report,
         strict=strict,
     )

@@ -7,6 +7,7 @@ carry its original 1-based line number in the ``_line`` column.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
@@ -23,6 +24,7 @@ _MAX_SHOWN = 5
 # A field longer than this is a broken file (a lost newline or quote), not an id or a
 # title: the row is dropped and counted rather than fed to the model as text.
 MAX_FIELD_CHARS = 100_000
+_INT_LIMIT = 2**62  # ids and seconds past this are broken data, not values
 
 
 def _first_lines(lines: np.ndarray) -> str:
@@ -60,14 +62,18 @@ def read_table(
     header: bool = False,
     quoted: bool = False,
     numeric: tuple[str, ...] = (),
+    integer: tuple[str, ...] = (),
     required: tuple[str, ...] | None = None,
     report: LoadReport,
     strict: bool = False,
 ) -> pd.DataFrame:
     """Parse ``path`` into string columns (numeric ones converted), dropping bad rows.
 
-    Every drop is recorded in ``report`` with file and line numbers; ``strict`` turns
-    the first one into a :class:`DataError` instead.
+    ``integer`` names numeric columns that hold ids or timestamps: a row whose value
+    there is fractional (``1.5``) is malformed like a non-numeric one (``5.0`` is 5), and
+    a value past +-2**62 is an error. Every drop is recorded in ``report`` with file and
+    line numbers; ``strict`` turns the first one into a :class:`DataError` instead. With
+    ``header``, the first line names the columns (quotes honoured when ``quoted``).
     """
     path = Path(path)
     text = read_text(path, encoding)
@@ -77,7 +83,7 @@ def read_table(
     header_row: list[str] | None = None
     if header:
         first, _, text = text.partition("\n")
-        header_row = [h.strip() for h in first.split(sep)]
+        header_row = _header_names(first, sep, quoted)
         repeated = sorted({h for h in header_row if header_row.count(h) > 1})
         if repeated:
             raise DataError(f"{path}: line 1: column name(s) {repeated} appear more than once")
@@ -143,18 +149,60 @@ def read_table(
         report.drop("rows with missing fields", int(missing.sum()), msg)
         frame = frame[~missing]
     for col in numeric:
-        values = pd.to_numeric(frame[col].str.strip(), errors="coerce")
+        text_values = frame[col].str.strip()
+        values = pd.to_numeric(text_values, errors="coerce")
         bad_mask = values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float))
         if bad_mask.any():
             lines = frame["_line"].to_numpy()[bad_mask]
-            example = frame[col].to_numpy()[bad_mask][0]
+            example = str(frame[col].to_numpy()[bad_mask][0])
             msg = f"{path}: {_first_lines(lines)}: {col} is not a number ({example!r})"
             if strict:
                 raise DataError(msg)
             report.drop(f"rows with a non-numeric {col}", int(bad_mask.sum()), msg)
             frame = frame[~bad_mask]
             values = values[~bad_mask]
+            text_values = text_values[~bad_mask]
+        if col in integer:
+            frame, values = _integers(path, frame, col, values, text_values, report, strict)
         frame[col] = values
     if frame.empty:
         raise DataError(f"{path}: no usable rows")
     return frame.reset_index(drop=True)
+
+
+def _header_names(first: str, sep: str, quoted: bool) -> list[str]:
+    """Column names of a header line; quoted names (R's write.csv) lose their quotes."""
+    if quoted:
+        row = next(csv.reader([first], delimiter=sep, quotechar='"', skipinitialspace=True), [])
+    else:
+        row = first.split(sep)
+    return [h.strip() for h in row]
+
+
+def _integers(path, frame, col, values, text_values, report, strict):
+    """Drop rows whose ``col`` is fractional; refuse values past +-2**62 (ids, seconds)."""
+    as_float = values.to_numpy(dtype=float)
+    fractional = as_float != np.floor(as_float)
+    if fractional.any():
+        lines = frame["_line"].to_numpy()[fractional]
+        example = str(text_values.to_numpy()[fractional][0])
+        msg = f"{path}: {_first_lines(lines)}: {col} is not an integer ({example!r})"
+        if strict:
+            raise DataError(msg)
+        report.drop(f"rows with a non-integer {col}", int(fractional.sum()), msg)
+        frame = frame[~fractional]
+        text_values = text_values[~fractional]
+        # read the kept texts again: a column of integer texts becomes exact int64
+        values = pd.to_numeric(text_values, errors="coerce")
+        as_float = values.to_numpy(dtype=float)
+    huge = np.abs(as_float) > _INT_LIMIT
+    if huge.any():
+        lines = frame["_line"].to_numpy()[huge]
+        example = str(text_values.to_numpy()[huge][0])
+        raise DataError(
+            f"{path}: {_first_lines(lines)}: {col} values must be integers within int64 "
+            f"(|x| <= 2**62), got {example!r}"
+        )
+    if values.dtype.kind != "i":
+        values = values.astype(np.int64)
+    return frame, values
