@@ -9,6 +9,7 @@ line and exit 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import typer
@@ -32,6 +33,21 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _EchoHandler(logging.Handler):
+    """edgerec's own log warnings (e.g. stale temporary folders removed) as one
+    ``warning: ...`` line on stderr, like the data loaders' warnings."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("edgerec")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        handler = _EchoHandler(logging.WARNING)
+        logger.addHandler(handler)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
@@ -40,6 +56,7 @@ def _root(
     ),
 ) -> None:
     _state["debug"] = debug
+    _log_to_stderr()
 
 
 for _area in AREAS:
