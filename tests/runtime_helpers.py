@@ -47,9 +47,16 @@ def _export(module, args, path, **kwargs) -> None:
     torch.onnx.export(module, args, path, opset_version=17, dynamo=False, **kwargs)
 
 
-def _export_user_encoder(path: Path, n_items: int, dim: int, max_len: int, seed: int, table: str):
+_MODELS: dict[str, object] = {}  # bundle path -> the PyTorch model its graphs were built from
+
+
+def _write_user_graphs(out: Path, n_items: int, dim: int, max_len: int, seed: int):
+    """A random tiny ``InterestModel`` and the bundle's serving graphs built from it by
+    the export's own builders (``edgerec.export.serving``)."""
     import torch
 
+    from edgerec.export.onnx_user_graph import build_user_encoder
+    from edgerec.export.serving import write_serving_graphs
     from edgerec.training.config import ModelConfig
     from edgerec.training.model import InterestModel
 
@@ -71,45 +78,16 @@ def _export_user_encoder(path: Path, n_items: int, dim: int, max_len: int, seed:
         model.log_temperature.fill_(-1.0)
         matrix = model.items().detach().clone()
         matrix[0] = 0.0
-
-    class UserEncoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            if table == "initializer":
-                self.register_buffer("table", matrix.clone())
-
-        def forward(self, items, behaviours, gaps, lengths, item_table=None):
-            t = self.table if table == "initializer" else item_table
-            enc = self.model.encode_users(items, behaviours, gaps, lengths, item_table=t)
-            return enc.user, enc.gate, enc.attention
-
-    b, L = 2, 4
-    args = (
-        torch.randint(1, n_items + 1, (b, L)),
-        torch.randint(1, len(BEHAVIOURS), (b, L)),
-        torch.randint(1, 30, (b, L)),
-        torch.tensor([L, 2]),
+    graphs, scorers = write_serving_graphs(
+        build_user_encoder(model, opset=18),
+        out,
+        max_len=max_len,
+        dim=dim,
+        opset=18,
+        ir_version=9,
+        metadata={"dim": dim},
     )
-    names = ["items", "behaviours", "gaps", "lengths"]
-    axes = {n: {0: "batch", 1: "seq"} for n in names[:3]}
-    axes["lengths"] = {0: "batch"}
-    if table == "input":
-        args = args + (matrix,)
-        names.append("item_table")
-        axes["item_table"] = {0: "rows"}
-    axes.update({"user": {0: "batch"}, "gate": {0: "batch"}, "attention": {0: "batch", 1: "seq"}})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _export(
-            UserEncoder(),
-            args,
-            str(path),
-            input_names=names,
-            output_names=["user", "gate", "attention"],
-            dynamic_axes=axes,
-        )
-    return model, matrix.numpy().astype(np.float32)
+    return model, matrix.numpy().astype(np.float32), graphs, scorers
 
 
 def _export_text_encoder(path: Path, vocab_size: int, dim: int, seed: int) -> None:
@@ -166,7 +144,7 @@ def quantize_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
-_CACHE: dict[tuple, Path] = {}
+_CACHE: dict[tuple, tuple] = {}
 
 
 def make_bundle(
@@ -178,32 +156,29 @@ def make_bundle(
     item_dtype: str = "float32",
     id_type: str = "int",
     text: bool = True,
-    table: str = "input",
     seed: int = 0,
 ) -> Path:
-    """Write a complete, valid bundle to ``out`` (graph exports are cached per process)."""
+    """Write a complete, valid bundle to ``out`` (graphs are built once per process)."""
+    import tempfile
+
     out = Path(out)
     out.mkdir(parents=True)
-    key = (n_items, dim, max_len, text, table, seed)
+    key = (n_items, dim, max_len, text, seed)
     if key not in _CACHE:
-        import tempfile
-
         src = Path(tempfile.mkdtemp(prefix="edgerec-rt-graphs-"))
         atexit.register(shutil.rmtree, src, True)
-        _, matrix = _export_user_encoder(
-            src / "user_encoder.onnx", n_items, dim, max_len, seed, table
-        )
-        np.save(src / "matrix.npy", matrix)
+        model, matrix, graphs, scorers = _write_user_graphs(src, n_items, dim, max_len, seed)
         if text:
             tok_json, vocab_size = _tokenizer_json()
             (src / "tokenizer.json").write_text(tok_json)
             _export_text_encoder(src / "text_encoder.onnx", vocab_size, dim, seed)
-        _CACHE[key] = src
-    src = _CACHE[key]
-    matrix = np.load(src / "matrix.npy")
-    shutil.copy(src / "user_encoder.onnx", out / "user_encoder.onnx")
+        _CACHE[key] = (src, model, matrix, graphs, scorers)
+    src, model, matrix, graphs, scorers = _CACHE[key]
+    _MODELS[str(out)] = model
+    for name in [*graphs.values(), *scorers.values()]:
+        shutil.copy(src / name, out / name)
     rng = np.random.default_rng(seed)
-    manifest_graphs = {"user_encoder": {"fp32": "user_encoder.onnx"}}
+    manifest_graphs = {role: {"fp32": name} for role, name in graphs.items()}
     tok_name = None
     if text:
         shutil.copy(src / "tokenizer.json", out / "tokenizer.json")
@@ -231,7 +206,7 @@ def make_bundle(
     (out / "README.md").write_text("test bundle\n")
     manifest = {
         "format": "edgerec-bundle",
-        "format_version": 1,
+        "format_version": 2,
         "edgerec_version": "0.1.0",
         "created_at": "2026-01-01T00:00:00Z",
         "dims": {
@@ -248,39 +223,43 @@ def make_bundle(
         "precisions": ["fp32"],
         "default_precision": "fp32",
         "graphs": manifest_graphs,
-        "user_encoder_table": table,
+        "scorers": scorers,
+        "request_time": True,
         "item_matrix": {"file": "items.npy", "dtype": item_dtype, "scale_file": scale_file},
         "item_ids": "items.json",
         "popularity": "popularity.npy",
         "tokenizer": tok_name,
-        "opset": 17,
-        "ir_version": 8,
     }
     write_manifest(out, manifest)
     return out
 
 
-def reference_scores(bundle: Path, history_rows, behaviours=None, gaps=None):
-    """What the runtime should compute, straight from the ONNX graph and items.npy."""
-    import onnxruntime as ort
+def reference_scores(bundle: Path, history_rows, behaviours=None, timestamps=None, now=None):
+    """What the runtime should compute, from the PyTorch model the bundle was built from
+    and its items.npy: (scores of every row, gate)."""
+    import torch
 
-    from edgerec.features import gap_buckets
+    from edgerec.features import pad_histories, request_gap_buckets
 
     matrix = np.load(bundle / "items.npy", allow_pickle=False).astype(np.float32)
     if (bundle / "items_scale.npy").exists():
         matrix = matrix * np.load(bundle / "items_scale.npy")[:, None]
-    rows = np.asarray(history_rows, dtype=np.int64)[None, :]
-    n = rows.shape[1]
-    beh = np.full((1, n), BEHAVIOURS.index("4"), np.int64) if behaviours is None else behaviours
-    g = gap_buckets(np.zeros((1, n), np.int64), np.array([n])) if gaps is None else gaps
-    sess = ort.InferenceSession(
-        str(bundle / "user_encoder.onnx"), providers=["CPUExecutionProvider"]
-    )
-    feeds = {"items": rows, "behaviours": beh, "gaps": g, "lengths": np.array([n], np.int64)}
-    if any(i.name == "item_table" for i in sess.get_inputs()):
-        feeds["item_table"] = matrix
-    user, gate, _ = sess.run(None, feeds)
-    return matrix @ user[0], float(gate[0])
+    model = _MODELS[str(bundle)]
+    rows = np.asarray(history_rows, dtype=np.int64)
+    n = len(rows)
+    beh = np.full(n, BEHAVIOURS.index("4"), np.int64) if behaviours is None else behaviours
+    ts = np.zeros(n, np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+    items, beh, gaps, lengths = pad_histories([rows], [np.asarray(beh)], [ts], model.cfg.max_len)
+    request = np.zeros(1, np.int64)
+    if now is not None and timestamps is not None:
+        request = request_gap_buckets(ts[-1:], np.array([now]))
+    with torch.no_grad():
+        enc = model.encode_users(
+            *(torch.from_numpy(a) for a in (items, beh, gaps, lengths)),
+            item_table=torch.from_numpy(matrix),
+            request_gaps=torch.from_numpy(request),
+        )
+    return matrix @ enc.user[0].numpy(), float(enc.gate[0])
 
 
 _REAL: dict[str, Path] = {}
@@ -297,29 +276,6 @@ def real_tiny_bundle(root: Path) -> Path:
     return _REAL["bundle"]
 
 
-def random_usual_requests(rng: np.random.Generator, ids: list, vocab: list, max_len: int, n: int):
-    """``n`` (history, recommend kwargs) of the usual kind (``inputs.usual_stack``): lists
-    of known ids (repeats, histories past ``max_len``), behaviours None or lists of
-    vocabulary strings or ints, timestamps None or sorted (or not) int lists, ``now``
-    None, an int or a float, any k and exclude_seen."""
-    for i in range(n):
-        length = int(rng.integers(1, 2 * max_len + 3))
-        history = [ids[j] for j in rng.integers(0, len(ids), length)]
-        kw: dict = {"k": int(rng.choice([1, 3, 10, len(ids) + 5])), "exclude_seen": bool(i % 2)}
-        pick = i % 3
-        if pick == 1:
-            kw["behaviours"] = [vocab[j] for j in rng.integers(0, len(vocab), length)]
-        elif pick == 2:
-            kw["behaviours"] = [int(b) for b in rng.integers(0, 7, length)]
-        if i % 4:
-            ts = rng.integers(0, 10**8, length)
-            kw["timestamps"] = (np.sort(ts) if i % 5 else ts).tolist()
-        if i % 6 == 0:
-            last = kw.get("timestamps", [0])[-1]
-            kw["now"] = last + int(rng.integers(-10, 10**6)) + (0.5 if i % 12 == 0 else 0)
-        yield history, kw
-
-
 def assert_same(a, b) -> None:
     """Two RecommendationLists agree: ids, scores (float tolerance), gate, counts."""
     from pytest import approx as _approx
@@ -328,18 +284,3 @@ def assert_same(a, b) -> None:
     np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-6)
     assert a.gate == _approx(b.gate, abs=1e-6)
     assert (a.n_events, a.n_used, a.unknown_items) == (b.n_events, b.n_used, b.unknown_items)
-
-
-def assert_usual_path_answers_like_the_general_path(fused, apart, ids, n: int) -> None:
-    """The usual request's own path (one array, one fused run) against separate scoring
-    and against the fused general path (an iterator history takes it)."""
-    rng = np.random.default_rng(7)
-    vocab = list(fused.manifest.behaviour_vocab)
-    for history, kw in random_usual_requests(rng, ids, vocab, fused.max_len, n):
-        state = fused._state_ref
-        args = (kw.get("behaviours"), kw.get("timestamps"), kw["k"], kw["exclude_seen"])
-        fast = fused._recommend_usual(state, history, *args, kw.get("now"))
-        assert fast is not None, (history, kw)  # the request did take the usual path
-        for other in (apart.recommend(history, **kw), fused.recommend(iter(history), **kw)):
-            assert_same(fast, other)
-            assert fast.fallback is None and other.fallback is None

@@ -2,28 +2,19 @@
 
 Everything here follows ``docs/bundle.md``: plain file names, no pickle, every file
 listed in the manifest with its sha256 and size. ``verify_bundle`` is the export's own
-last check before the temporary directory is renamed into place; it uses onnx (an
-export dependency) to compare the graph interfaces with the manifest's dims.
+last check before the temporary directory is renamed into place: the runtime's own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edgerec.errors import BundleError
-from edgerec.export.config import (
-    FORMAT,
-    FORMAT_VERSION,
-    TEXT_INPUTS,
-    TEXT_OUTPUTS,
-    USER_OUTPUTS,
-    user_inputs,
-)
+from edgerec.export.config import FORMAT, FORMAT_VERSION
 from edgerec.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -156,97 +147,9 @@ def write_manifest(bundle: Path, manifest: dict) -> dict:
     return manifest
 
 
-def _plain_name(name: object, what: str) -> str:
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\\" in name
-        or name in (".", "..")
-        or name.startswith(".")
-    ):
-        raise BundleError(f"manifest {what}: {name!r} is not a plain file name inside the bundle")
-    return name
-
-
-def _graph_interface(path: Path) -> tuple[dict, dict]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-
-    def shapes(values):
-        return {
-            v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-            for v in values
-        }
-
-    return shapes(model.graph.input), shapes(model.graph.output)
-
-
 def verify_bundle(bundle: Path | str) -> dict:
-    """Re-read everything the manifest promises; raise ``BundleError`` naming the problem."""
-    bundle = Path(bundle)
-    path = bundle / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: unreadable manifest ({e})") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: not an {FORMAT} version {FORMAT_VERSION} manifest")
-    listed = manifest.get("files", {})
-    on_disk = {p.name for p in bundle.iterdir() if p.name != MANIFEST}
-    if set(listed) != on_disk:
-        raise BundleError(
-            f"{bundle}: files on disk {sorted(on_disk)} differ from the manifest {sorted(listed)}"
-        )
-    for name, entry in listed.items():
-        file = bundle / _plain_name(name, "files")
-        if file.stat().st_size != entry["size"]:
-            raise BundleError(f"{file}: size {file.stat().st_size} != manifest {entry['size']}")
-        if sha256_file(file) != entry["sha256"]:
-            raise BundleError(f"{file}: sha256 does not match the manifest")
-    referenced = [
-        manifest["item_matrix"]["file"],
-        manifest["item_ids"],
-        manifest["popularity"],
-        manifest["tokenizer"],
-    ]
-    if manifest["item_matrix"].get("scale_file"):
-        referenced.append(manifest["item_matrix"]["scale_file"])
-    for role in manifest["graphs"].values():
-        referenced.extend(role.values())
-    for name in referenced:
-        if _plain_name(name, "reference") not in listed:
-            raise BundleError(f"manifest references {name!r}, which the bundle lacks")
+    """The runtime's own full verification (``edgerec.runtime.bundle.verify_all``): every
+    file, array and graph of every precision; raises ``BundleError`` naming the problem."""
+    from edgerec.runtime.bundle import verify_all
 
-    dims = manifest["dims"]
-    items = load_item_matrix(bundle, manifest["item_matrix"])
-    if items.shape != (dims["n_items"] + 1, dims["dim"]):
-        raise BundleError(
-            f"{manifest['item_matrix']['file']}: shape {items.shape}, manifest dims say "
-            f"({dims['n_items'] + 1}, {dims['dim']})"
-        )
-    ids = json.loads((bundle / manifest["item_ids"]).read_text())
-    if len(ids["ids"]) != dims["n_items"] or len(ids["titles"]) != dims["n_items"]:
-        raise BundleError(f"{manifest['item_ids']}: expected {dims['n_items']} ids and titles")
-    pop = np.load(bundle / manifest["popularity"], allow_pickle=False)
-    if pop.shape != (dims["n_items"] + 1,):
-        raise BundleError(f"{manifest['popularity']}: shape {pop.shape}")
-    for role, spec in (
-        ("user_encoder", (user_inputs(bool(manifest.get("request_time"))), USER_OUTPUTS)),
-        ("text_encoder", (TEXT_INPUTS, TEXT_OUTPUTS)),
-    ):
-        for name in manifest["graphs"][role].values():
-            inputs, outputs = _graph_interface(bundle / name)
-            expected_in = dict(spec[0])
-            if role == "user_encoder" and manifest.get("user_encoder_table") != "input":
-                expected_in.pop("item_table")
-            if set(inputs) != set(expected_in) or set(outputs) != set(spec[1]):
-                raise BundleError(
-                    f"{name}: interface {sorted(inputs)} -> {sorted(outputs)} differs from "
-                    f"{sorted(expected_in)} -> {sorted(spec[1])}"
-                )
-            out_dim = outputs["user" if role == "user_encoder" else "item_vector"][-1]
-            if out_dim != dims["dim"]:
-                raise BundleError(f"{name}: output dim {out_dim} != manifest dim {dims['dim']}")
-    return manifest
+    return dict(verify_all(bundle).manifest.raw)

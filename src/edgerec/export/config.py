@@ -16,15 +16,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FORMAT = "edgerec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every graph a runtime runs is in the bundle (recommend, scorers)
 DEFAULT_OPSET = 18
 IR_VERSION = 9
 PRECISIONS = ("fp32", "int8", "fp16")
 DEFAULT_PRECISIONS = ("fp32", "int8")
 
+RECOMMEND_ROLE = "recommend"
 USER_ROLE = "user_encoder"
 TEXT_ROLE = "text_encoder"
-ROLES = (USER_ROLE, TEXT_ROLE)
+ROLES = (RECOMMEND_ROLE, USER_ROLE, TEXT_ROLE)
+# scoring graphs for large catalogs and devices (edgerec.export.serving), one per bundle
+SCORER_FILES = {
+    "shortlist": "shortlist.onnx",
+    "topk": "topk.onnx",
+    "topk_fp16": "topk.fp16.onnx",
+}
 
 # name -> symbolic shape; a string is a dynamic axis, an int a fixed size, "dim" the
 # model's scoring dimension (filled in at export).
@@ -62,7 +69,7 @@ ITEM_DTYPES = ("float32", "float16", "int8")
 
 
 def graph_file(role: str, precision: str) -> str:
-    """``user_encoder.onnx``, ``user_encoder.int8.onnx``, ``text_encoder.fp16.onnx`` ..."""
+    """``recommend.onnx``, ``user_encoder.fp16.onnx``, ``text_encoder.int8.onnx`` ..."""
     if role not in ROLES:
         raise ValueError(f"unknown graph role {role!r}")
     if precision not in PRECISIONS:

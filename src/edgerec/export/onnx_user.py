@@ -19,14 +19,12 @@ the matrix between the user encoder and scoring.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
-from edgerec.export.config import REQUEST_INPUT, USER_OUTPUTS, USER_ROLE, user_inputs
-from edgerec.export.onnx_graph import check_and_save, set_interface, set_metadata, torch_to_onnx
+from edgerec.export.config import REQUEST_INPUT, USER_OUTPUTS, user_inputs
+from edgerec.export.onnx_graph import set_interface, torch_to_onnx
 
 FOLD_LIMIT = 1 << 26  # elements; the item table is an input, so nothing huge is folded
 
@@ -120,17 +118,16 @@ def _export_torchscript(wrapper, args, opset: int, inputs: dict):
 
 def export_user_encoder(
     model: nn.Module,
-    path: Path | str,
     *,
     item_table: np.ndarray,
     n_behaviours: int,
     n_gap_buckets: int,
     opset: int,
     ir_version: int,
-    metadata: dict | None = None,
     exporter: str = "auto",
-) -> dict:
-    """Write the fp32 user encoder graph; returns what the manifest records about it.
+):
+    """The fp32 user encoder as a ``ModelProto`` (the core that ``edgerec.export.serving``
+    builds the bundle's graphs around) and what the manifest records about it.
 
     ``exporter``: "auto" (the graph builder, else dynamo, else TorchScript), "builder",
     "dynamo" or "torchscript".
@@ -182,17 +179,9 @@ def export_user_encoder(
         proto = onnxscript.optimizer.optimize(
             proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT
         )
-    dim = int(item_table.shape[1])
-    set_interface(proto, inputs, USER_OUTPUTS, {"dim": dim})
-    set_metadata(
-        proto,
-        role=USER_ROLE,
-        precision="fp32",
-        ir_version=ir_version,
-        extra={"dim": dim, "hidden": int(model.cfg.hidden), **(metadata or {})},
-    )
-    size = check_and_save(proto, path)
-    info = {"exporter": used, "opset": opset, "size": size}
+    set_interface(proto, inputs, USER_OUTPUTS, {"dim": int(item_table.shape[1])})
+    proto.ir_version = int(ir_version)
+    info = {"exporter": used, "opset": opset}
     if error:
         info["fallback_reason"] = error[:500]
-    return info
+    return proto, info

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.errors import ParityError
-from edgerec.export.config import REQUEST_INPUT, TEXT_INPUTS
+from edgerec.export.config import TEXT_INPUTS
 from edgerec.export.onnx_text import TextTower, encode_torch, tokenize
 
 
@@ -42,27 +42,48 @@ def _mask_history(scores: np.ndarray, split, stage: str, users: np.ndarray) -> N
     scores[rows, items] = -np.inf
 
 
-def run_user_graph(
-    sess, items, behaviours, gaps, lengths, item_table, request_gaps=None
-) -> list[np.ndarray]:
-    """Outputs of a user-encoder session; ``request_gaps`` is fed to graphs that take it."""
-    feeds = {
-        "items": items,
-        "behaviours": behaviours,
-        "gaps": gaps,
-        "lengths": lengths,
-        "item_table": item_table,
+def request_arrays(split, users: np.ndarray, stage: str, width: int | None = None) -> dict:
+    """The serving graphs' request inputs for each user's ``stage`` prediction: the
+    history before the target (its latest ``width`` events; None: all of it),
+    right-aligned, and the target event's time as ``now`` (known when a user asks)."""
+    from edgerec.export.serving import BEHAVIOURS, NOW, ROWS, TIMESTAMPS
+
+    seq = split.sequences
+    users = np.asarray(users)
+    ends = split.history_end(stage)[users]
+    starts = seq.offsets[users]
+    if width is not None:
+        starts = np.maximum(starts, ends - width)
+    lengths = ends - starts
+    cols = int(lengths.max())
+    offset = np.arange(cols)[None, :] - (cols - lengths)[:, None]  # event index within history
+    valid = offset >= 0
+    idx = np.where(valid, starts[:, None] + offset, 0)
+    return {
+        ROWS: np.where(valid, seq.items[idx], 0).astype(np.int64),
+        BEHAVIOURS: np.where(valid, seq.behaviours[idx], 0).astype(np.int64),
+        TIMESTAMPS: np.where(valid, seq.timestamps[idx], 0).astype(np.int64),
+        NOW: seq.timestamps[ends].astype(np.int64),
     }
-    if any(i.name == REQUEST_INPUT for i in sess.get_inputs()):
-        feeds[REQUEST_INPUT] = (
-            np.zeros(len(lengths), np.int64) if request_gaps is None else request_gaps
-        )
-    return sess.run(None, feeds)
+
+
+def _recommend_feeds(request: dict, item_table: np.ndarray, k: int) -> dict:
+    from edgerec.export.serving import ITEM_MATRIX, MASK_SEEN, ROW_BIAS, K
+
+    bias = np.zeros((1, item_table.shape[0]), np.float32)
+    bias[0, 0] = -np.inf
+    return {
+        **request,
+        ITEM_MATRIX: item_table,
+        ROW_BIAS: bias,
+        MASK_SEEN: np.array([True]),
+        K: np.array([k], np.int64),
+    }
 
 
 def user_parity(
     model,
-    graph: Path | str,
+    graphs: dict[str, Path],
     item_table: np.ndarray,
     split,
     users: np.ndarray,
@@ -73,67 +94,84 @@ def user_parity(
     short_widths: tuple[int, ...] = (5, 1),
     short_users: int = 256,
 ) -> dict:
-    """Max abs differences of user/gate/attention and the share of identical top-10 lists.
+    """Max abs differences of user/gate/attention and the share of identical top-10 lists,
+    for each serving graph (``{"recommend": path, "user_encoder": path}``).
 
-    Besides the histories at the model's ``max_len``, a subset of users is also run
-    with histories cut to ``short_widths`` events, so a graph whose sequence axis was
-    frozen at export (or a batch axis) fails here rather than in production.
+    The graphs read whole histories (the window is theirs to cut) and, besides, a subset
+    of users with histories cut to ``short_widths`` events, so a graph whose sequence
+    axis was frozen at export (or a batch axis) fails here rather than in production.
     """
     import torch
 
+    from edgerec.export.serving import RECOMMEND_OUTPUTS, USER_OUTPUTS
     from edgerec.training.inputs import stage_inputs, stage_request_gaps
 
-    sess = session(graph)
+    sessions = {role: session(path) for role, path in graphs.items()}
     table_t = torch.from_numpy(item_table)
     worst = {"user": 0.0, "gate": 0.0, "attention": 0.0}
-    same = 0
-    runs = [(users, max_len, True)]
+    same = {role: 0 for role in graphs}
+    runs = [(users, None, True)]
     runs += [(users[:short_users], w, False) for w in short_widths if w < max_len]
     for run_users, width, count_top10 in runs:
         for start in range(0, len(run_users), batch_size):
             batch = run_users[start : start + batch_size]
-            inputs = stage_inputs(split, batch, stage, width)
-            request = stage_request_gaps(split, batch, stage)
+            inputs = stage_inputs(split, batch, stage, min(width or max_len, max_len))
             with torch.inference_mode():
                 enc = model.encode_users(
                     *(torch.from_numpy(a) for a in inputs),
                     item_table=table_t,
-                    request_gaps=torch.from_numpy(request),
+                    request_gaps=torch.from_numpy(stage_request_gaps(split, batch, stage)),
                 )
-            ref = {
-                "user": enc.user.numpy(),
-                "gate": enc.gate.numpy(),
-                "attention": enc.attention.numpy(),
-            }
-            try:
-                outputs = run_user_graph(sess, *inputs, item_table, request)
-            except Exception as e:  # onnxruntime raises its own types for shape errors
-                raise ParityError(
-                    f"{Path(graph).name} fails on histories of shape {inputs[0].shape}: {e}"
-                ) from None
-            got = dict(zip(("user", "gate", "attention"), outputs, strict=True))
-            for name in worst:
-                if got[name].shape != ref[name].shape:
+            ref = {"user": enc.user.numpy(), "gate": enc.gate.numpy()}
+            ref["attention"] = enc.attention.numpy()
+            ref_scores = ref["user"] @ item_table.T
+            _mask_history(ref_scores, split, stage, batch)
+            request = request_arrays(split, batch, stage, width)
+            for role, sess in sessions.items():
+                name = Path(graphs[role]).name
+                recommend = role == "recommend"
+                feeds = (
+                    _recommend_feeds(request, item_table, 10)
+                    if recommend
+                    else {**request, "item_matrix": item_table}
+                )
+                try:
+                    outputs = sess.run(None, feeds)
+                except Exception as e:  # onnxruntime raises its own types for shape errors
                     raise ParityError(
-                        f"{Path(graph).name}: output {name} has shape {got[name].shape}, "
-                        f"PyTorch gives {ref[name].shape}"
-                    )
-                worst[name] = max(worst[name], float(np.abs(got[name] - ref[name]).max()))
-            if count_top10:
-                ref_scores = ref["user"] @ item_table.T
-                got_scores = got["user"] @ item_table.T
-                _mask_history(ref_scores, split, stage, batch)
-                _mask_history(got_scores, split, stage, batch)
-                same += int((_top10(ref_scores) == _top10(got_scores)).all(axis=1).sum())
+                        f"{name} fails on requests of shape {request['history_rows'].shape}: {e}"
+                    ) from None
+                got = dict(
+                    zip(RECOMMEND_OUTPUTS if recommend else USER_OUTPUTS, outputs, strict=True)
+                )
+                for key in worst:
+                    if key not in got:
+                        continue
+                    if got[key].shape != ref[key].shape:
+                        raise ParityError(
+                            f"{name}: output {key} has shape {got[key].shape}, "
+                            f"PyTorch gives {ref[key].shape}"
+                        )
+                    worst[key] = max(worst[key], float(np.abs(got[key] - ref[key]).max()))
+                if count_top10:
+                    if recommend:
+                        top = got["top_rows"]
+                    else:
+                        scores = got["user"] @ item_table.T
+                        _mask_history(scores, split, stage, batch)
+                        top = _top10(scores)
+                    same[role] += int((_top10(ref_scores) == top).all(axis=1).sum())
+    n = max(len(users), 1)
     return {
-        "graph": Path(graph).name,
+        "graphs": [Path(p).name for p in graphs.values()],
         "users": int(len(users)),
         "stage": stage,
-        "history_widths": [w for _, w, _ in runs],
+        "history_widths": ["all" if w is None else w for _, w, _ in runs],
         "max_abs_user": worst["user"],
         "max_abs_gate": worst["gate"],
         "max_abs_attention": worst["attention"],
-        "top10_identical": same / max(len(users), 1),
+        "top10_identical": min(same.values()) / n,
+        "top10_identical_by_graph": {role: count / n for role, count in same.items()},
     }
 
 

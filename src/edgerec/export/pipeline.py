@@ -18,6 +18,7 @@ from edgerec.export import bundle as bundle_files
 from edgerec.export.config import (
     DEFAULT_OPSET,
     DEFAULT_PRECISIONS,
+    RECOMMEND_ROLE,
     TEXT_ROLE,
     USER_ROLE,
     DistillConfig,
@@ -110,7 +111,7 @@ def export_bundle(
     from edgerec.export.onnx_text import TextTower, export_text_encoder, tokenize
     from edgerec.export.onnx_user import export_user_encoder
     from edgerec.export.quantize import convert_fp16, quantize_int8
-    from edgerec.export.scoring import measure_scoring
+    from edgerec.export.serving import write_serving_graphs
     from edgerec.export.sources import default_behaviour, load_run_dataset, run_text_encoder
     from edgerec.features import N_GAP_BUCKETS
     from edgerec.training.checkpoint import load_run
@@ -191,20 +192,28 @@ def export_bundle(
     }
     graph_meta = {"dims": dims, "dataset": ds.name}
     with atomic_directory(out_dir) as tmp:
-        steps("exporting the user encoder")
-        graphs = {USER_ROLE: {}, TEXT_ROLE: {}}
+        steps("exporting the user encoder and the serving graphs")
         export_info = {}
-        graphs[USER_ROLE]["fp32"] = graph_file(USER_ROLE, "fp32")
-        export_info[USER_ROLE] = export_user_encoder(
+        encoder, export_info[USER_ROLE] = export_user_encoder(
             user_model,
-            tmp / graphs[USER_ROLE]["fp32"],
             item_table=item_table,
             n_behaviours=mcfg.n_behaviours,
             n_gap_buckets=N_GAP_BUCKETS,
             opset=cfg.opset,
             ir_version=cfg.ir_version,
-            metadata=graph_meta,
         )
+        serving_files, scorers = write_serving_graphs(
+            encoder,
+            tmp,
+            max_len=int(mcfg.max_len),
+            dim=int(mcfg.dim),
+            opset=cfg.opset,
+            ir_version=cfg.ir_version,
+            metadata={"dim": int(mcfg.dim), "hidden": int(user_model.cfg.hidden), **graph_meta},
+        )
+        graphs = {role: {"fp32": file} for role, file in serving_files.items()}
+        export_info[RECOMMEND_ROLE] = {"encoder": export_info[USER_ROLE]["exporter"]}
+        graphs[TEXT_ROLE] = {}
         steps("exporting the text encoder")
         graphs[TEXT_ROLE]["fp32"] = graph_file(TEXT_ROLE, "fp32")
         export_info[TEXT_ROLE] = export_text_encoder(
@@ -231,7 +240,12 @@ def export_bundle(
             "tolerance": cfg.tolerance,
             "min_top10_agreement": cfg.min_top10_agreement,
             "user_encoder": parity_mod.user_parity(
-                user_model, tmp / graphs[USER_ROLE]["fp32"], item_table, split, users, mcfg.max_len
+                user_model,
+                {role: tmp / files["fp32"] for role, files in graphs.items() if role != TEXT_ROLE},
+                item_table,
+                split,
+                users,
+                mcfg.max_len,
             ),
             "text_encoder": parity_mod.text_parity(
                 text_tower,
@@ -253,10 +267,10 @@ def export_bundle(
             if precision == "fp32":
                 continue
             steps(f"{precision} graphs")
-            for role in (USER_ROLE, TEXT_ROLE):
+            for role in (RECOMMEND_ROLE, USER_ROLE, TEXT_ROLE):
                 name = graph_file(role, precision)
                 src = tmp / graphs[role]["fp32"]
-                if precision == "int8" and role == USER_ROLE:
+                if precision == "int8" and role != TEXT_ROLE:
                     # measured on the bundled Bi-LSTM (1 thread, history 50): dynamic int8
                     # ran 0.67 ms per call against 0.50 ms in fp32 -- its weights are too
                     # small to repay quantizing the activations -- and its activation
@@ -281,8 +295,6 @@ def export_bundle(
         item_matrix = bundle_files.write_item_matrix(tmp, item_table, cfg.item_dtype)
         bundle_files.write_item_ids(tmp, catalog)
         bundle_files.write_popularity(tmp, catalog, mcfg.n_items)
-        stored = bundle_files.load_item_matrix(tmp, item_matrix)
-        scoring = measure_scoring(stored)
 
         manifest = bundle_files.new_manifest(
             dims=dims,
@@ -291,15 +303,14 @@ def export_bundle(
             precisions=list(cfg.built_precisions),
             default_precision=cfg.default_precision,
             graphs=graphs,
-            user_encoder_table="input",
-            request_time=bool(mcfg.request_time),  # the user encoder takes request_gaps
+            scorers=scorers,
+            request_time=bool(mcfg.request_time),  # the gate reads the time to the request
             item_matrix=item_matrix,
             item_ids=bundle_files.ITEM_IDS,
             popularity=bundle_files.POPULARITY,
             tokenizer=bundle_files.TOKENIZER,
             opset=cfg.opset,
             ir_version=cfg.ir_version,
-            scoring=scoring,
             export=export_info,
             parity=parity,
         )

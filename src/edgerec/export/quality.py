@@ -1,9 +1,8 @@
 """Test metrics of each precision, computed from the bundle's own files.
 
 Scores come from the runtime (``edgerec.runtime.Recommender``) loading the bundle,
-given each test user's history as original ids; without the runtime installed, from
-onnxruntime sessions doing what it does (user encoder graph of the precision, stored
-item matrix, dot products). Either way the evaluation protocol masks seen items. ``text_agreement`` compares reduced-precision text encoders with
+given each test user's history as original ids; the evaluation protocol masks seen
+items. ``text_agreement`` compares reduced-precision text encoders with
 the fp32 graph on catalog texts (cosine), since cold-item vectors come from them.
 """
 
@@ -13,25 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.export.bundle import load_item_matrix
 from edgerec.export.config import TEXT_INPUTS
-from edgerec.export.parity import run_user_graph, session
-
-
-def bundle_scorer(bundle: Path, manifest: dict, precision: str, split, *, threads: int = 2):
-    from edgerec.training.inputs import stage_inputs, stage_request_gaps
-
-    sess = session(bundle / manifest["graphs"]["user_encoder"][precision], threads)
-    items = load_item_matrix(bundle, manifest["item_matrix"])
-    max_len = int(manifest["dims"]["max_len"])
-
-    def scorer(users: np.ndarray, stage: str) -> np.ndarray:
-        inputs = stage_inputs(split, users, stage, max_len)
-        request = stage_request_gaps(split, users, stage)
-        user = run_user_graph(sess, *inputs, items, request)[0]
-        return user @ items.T
-
-    return scorer
+from edgerec.export.parity import session
 
 
 def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threads: int = 2):
@@ -43,7 +25,7 @@ def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threa
     from edgerec.runtime import Recommender
 
     rec = Recommender.load(
-        bundle, providers="cpu", threads=threads, precision=precision, scoring="numpy"
+        bundle, providers="cpu", threads=threads, precision=precision, scoring="graph"
     )
     ids = json.loads((bundle / manifest["item_ids"]).read_text())["ids"]
     index = {item_id: i + 1 for i, item_id in enumerate(ids)}
@@ -79,18 +61,12 @@ def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threa
 def quality_report(
     bundle: Path, manifest: dict, split, precisions: tuple[str, ...], *, stage: str = "test"
 ) -> dict:
-    """Metrics per precision, through ``edgerec.runtime`` when it is importable."""
+    """Metrics per precision, through ``edgerec.runtime`` on the bundle's files."""
     from edgerec.evaluation import evaluate
 
-    try:
-        import edgerec.runtime  # noqa: F401
-
-        make_scorer, path = runtime_scorer, "edgerec.runtime.Recommender on the bundle"
-    except ImportError:
-        make_scorer, path = bundle_scorer, "onnxruntime sessions on the bundle files"
-    out: dict = {"stage": stage, "path": path}
+    out: dict = {"stage": stage, "path": "edgerec.runtime.Recommender on the bundle"}
     for precision in precisions:
-        metrics = evaluate(make_scorer(bundle, manifest, precision, split), split, stage)
+        metrics = evaluate(runtime_scorer(bundle, manifest, precision, split), split, stage)
         out[precision] = {k: round(float(v), 6) for k, v in metrics.items()}
     base = out.get("fp32", {}).get("ndcg@10")
     for precision in precisions:

@@ -3,10 +3,12 @@
 A bundle arrives from elsewhere -- a download, a shared drive, an app update -- so every
 byte is checked before it is used: the manifest's shape and versions, each file's name
 (a plain name inside the bundle, no symlink out of it), size and sha256, that no ONNX
-graph refers to external data (onnxruntime would open whatever path it names), and that
-the arrays have the shapes and dtypes the manifest promises. Files are read once; what
-is hashed is exactly what gets used, and ``.npy`` files are parsed header-first with no
-pickle support at all. Every failure is a ``BundleError`` naming the file and the problem.
+graph refers to external data, that the arrays have the shapes and dtypes the manifest
+promises, and that each graph's interface is the one its role needs. Files are read
+once; what is hashed is exactly what gets used, and ``.npy`` files are parsed
+header-first with no pickle support at all. Every failure is a ``BundleError`` naming
+the file and the problem. ``Recommender.load`` and ``edgerec inspect`` both go through
+``verify`` (inspect for every graph of every precision).
 """
 
 from __future__ import annotations
@@ -28,17 +30,58 @@ import numpy as np
 from edgerec.errors import BundleError
 from edgerec.features import N_GAP_BUCKETS
 from edgerec.io import interrupted_swap
-from edgerec.runtime.onnxproto import OnnxSummary, ProtoError, scan_model
+from edgerec.runtime.onnxcheck import ProtoError, external_tensors
 
 FORMAT = "edgerec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
-MAX_JSON_BYTES = 1 << 30  # items.json of a very large catalog
 ITEM_DTYPES = ("float32", "float16", "int8")
 PRECISIONS = ("fp32", "fp16", "int8")
-ROLES = ("user_encoder", "text_encoder")
-_CHUNK = 1 << 20
+ROLES = ("recommend", "user_encoder", "text_encoder")
+SCORERS = ("shortlist", "topk", "topk_fp16")
+
+# graph interfaces (docs/bundle.md): name -> (onnxruntime type, rank); "dim" checked too
+_I64, _F32 = "tensor(int64)", "tensor(float)"
+_REQUEST = {
+    "history_rows": (_I64, 2),
+    "history_behaviours": (_I64, 2),
+    "history_times": (_I64, 2),
+    "now": (_I64, 1),
+    "item_matrix": (_F32, 2),
+}
+INTERFACES = {
+    "recommend": (
+        {**_REQUEST, "row_bias": (_F32, 2), "mask_seen": ("tensor(bool)", 1), "k": (_I64, 1)},
+        {"top_rows": (_I64, 2), "top_scores": (_F32, 2), "user": (_F32, 2), "gate": (_F32, 1)},
+    ),
+    "user_encoder": (
+        _REQUEST,
+        {"user": (_F32, 2), "gate": (_F32, 1), "attention": (_F32, 2)},
+    ),
+    "text_encoder": (
+        {"input_ids": (_I64, 2), "attention_mask": (_I64, 2), "token_type_ids?": (_I64, 2)},
+        {"item_vector": (_F32, 2)},
+    ),
+    "shortlist": ({"user_q": ("tensor(uint8)", 2)}, {"scores": (_F32, 2)}),
+    "topk": (
+        {
+            "user": (_F32, 2),
+            "items": (_F32, 2),
+            "bias": (_F32, 2),
+            "excluded": (_I64, 2),
+            "k": (_I64, 1),
+        },
+        {"values": (_F32, 2), "indices": (_I64, 2)},
+    ),
+}
+_F16 = "tensor(float16)"
+INTERFACES["topk_fp16"] = (
+    {**INTERFACES["topk"][0], "items": (_F16, 2), "bias": (_F16, 2)},
+    INTERFACES["topk"][1],
+)
+# the output whose last axis is the scoring dimension, per role
+_DIM_OUTPUT = {"recommend": "user", "user_encoder": "user", "text_encoder": "item_vector"}
 
 
 @dataclass(frozen=True)
@@ -53,13 +96,6 @@ class Dims:
 
 
 @dataclass(frozen=True)
-class ItemMatrixSpec:
-    file: str
-    dtype: str
-    scale_file: str | None
-
-
-@dataclass(frozen=True)
 class FileEntry:
     sha256: str
     size: int
@@ -71,49 +107,43 @@ class Manifest:
 
     format_version: int
     edgerec_version: str
-    created_at: str
     dims: Dims
     behaviour_vocab: tuple[str, ...]
     default_behaviour: str
     precisions: tuple[str, ...]
     default_precision: str
-    graphs: Mapping[str, Mapping[str, str]]
-    user_encoder_table: str
-    request_time: bool  # the user encoder takes request_gaps (its gate reads the time)
-    item_matrix: ItemMatrixSpec
+    graphs: Mapping[str, Mapping[str, str]]  # role -> precision -> file
+    scorers: Mapping[str, str]  # scorer -> file
+    request_time: bool
+    item_matrix: Mapping[str, str | None]  # file, dtype, scale_file
     item_ids: str
     popularity: str
     tokenizer: str | None
-    opset: int | None
-    ir_version: int | None
     files: Mapping[str, FileEntry]
     raw: Mapping[str, object]
 
-    def referenced_files(self) -> list[str]:
-        names = [self.item_matrix.file, self.item_ids, self.popularity]
-        if self.item_matrix.scale_file:
-            names.append(self.item_matrix.scale_file)
-        if self.tokenizer:
-            names.append(self.tokenizer)
-        for variants in self.graphs.values():
-            names.extend(variants.values())
-        return names
+    def graph_file(self, role: str, precision: str) -> str | None:
+        """The role's file for ``precision`` (the bundle's default, then fp32, else any
+        variant when that one is not shipped); None when the bundle lacks the role."""
+        variants = self.graphs.get(role)
+        if not variants:
+            return None
+        for p in (precision, self.default_precision, "fp32"):
+            if p in variants:
+                return variants[p]
+        return next(iter(variants.values()))
 
 
 def _fail(where: str, problem: str) -> BundleError:
     return BundleError(f"{where}: {problem}")
 
 
-def _req(d: Mapping, key: str, kind, where: str = MANIFEST):
+def _req(d: Mapping, key: str, kind: type, where: str = MANIFEST):
     if key not in d:
         raise _fail(where, f"missing key {key!r}")
     value = d[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise _fail(where, f"{key!r} must be {'/'.join(k.__name__ for k in kinds)}, got bool")
-    if not isinstance(value, kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise _fail(where, f"{key!r} must be {names}, got {type(value).__name__}")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _fail(where, f"{key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -128,165 +158,131 @@ def check_name(name: object, what: str) -> str:
     """A manifest path must be a plain file name: no directories, no '..', not absolute."""
     if not isinstance(name, str) or not name:
         raise _fail(MANIFEST, f"{what}: file name must be a non-empty string, got {name!r}")
-    bad = (
-        name in (".", "..")
-        or "/" in name
-        or "\\" in name
-        or "\x00" in name
-        or os.path.isabs(name)
-        or (len(name) >= 2 and name[1] == ":")
-    )
-    if bad or name == MANIFEST:
+    bad = name in (".", "..") or any(c in name for c in "/\\\x00") or os.path.isabs(name)
+    if bad or (len(name) >= 2 and name[1] == ":") or name == MANIFEST:
         raise _fail(MANIFEST, f"{what}: {name!r} is not a plain file name inside the bundle")
     return name
+
+
+def _file_map(obj: object, what: str, keys: tuple[str, ...]) -> dict[str, str]:
+    if not isinstance(obj, dict) or not obj:
+        raise _fail(MANIFEST, f"{what} must map names to file names")
+    for key, name in obj.items():
+        if key not in keys:
+            raise _fail(MANIFEST, f"{what}: unknown entry {key!r} (expected one of {keys})")
+        check_name(name, f"{what}.{key}")
+    return dict(obj)
 
 
 def parse_manifest(obj: object) -> Manifest:
     if not isinstance(obj, dict):
         raise _fail(MANIFEST, "not a JSON object")
-    fmt = obj.get("format")
-    if fmt != FORMAT:
-        raise _fail(MANIFEST, f"not an edgerec bundle (format {fmt!r}, expected {FORMAT!r})")
+    if obj.get("format") != FORMAT:
+        raise _fail(MANIFEST, f"not an edgerec bundle (format {obj.get('format')!r})")
     version = _req(obj, "format_version", int)
-    if version > FORMAT_VERSION:
+    if version != FORMAT_VERSION:
+        hint = (
+            "re-export it with this edgerec (edgerec export RUN --out BUNDLE)"
+            if version < FORMAT_VERSION
+            else "upgrade edgerec"
+        )
         raise _fail(
             MANIFEST,
-            f"format version {version} is newer than this runtime supports "
-            f"({FORMAT_VERSION}); upgrade edgerec",
+            f"bundle format version {version}, this runtime reads version {FORMAT_VERSION}: {hint}",
         )
-    if version < 1:
-        raise _fail(MANIFEST, f"invalid format version {version}")
-
     d = _req(obj, "dims", dict)
     w = f"{MANIFEST} dims"
     dims = Dims(
-        dim=_positive(d, "dim", w),
-        n_items=_positive(d, "n_items", w),
-        max_len=_positive(d, "max_len", w),
-        window=_positive(d, "window", w),
-        n_behaviours=_positive(d, "n_behaviours", w),
+        *(_positive(d, k, w) for k in ("dim", "n_items", "max_len", "window", "n_behaviours")),
         n_gap_buckets=_positive(d, "n_gap_buckets", w),
-        text_max_length=_positive(d, "text_max_length", w) if "text_max_length" in d else 64,
+        text_max_length=_positive(d, "text_max_length", w),
     )
     if dims.n_gap_buckets != N_GAP_BUCKETS:
-        raise _fail(
-            w,
-            f"n_gap_buckets is {dims.n_gap_buckets} but this runtime encodes time gaps in "
-            f"{N_GAP_BUCKETS} buckets",
-        )
-
+        raise _fail(w, f"n_gap_buckets is {dims.n_gap_buckets}, this runtime's is {N_GAP_BUCKETS}")
     vocab = _req(obj, "behaviour_vocab", list)
-    if not vocab or not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
-        raise _fail(MANIFEST, "behaviour_vocab must be a non-empty list of distinct strings")
+    if not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
+        raise _fail(MANIFEST, "behaviour_vocab must be a list of distinct strings")
     if len(vocab) != dims.n_behaviours:
         raise _fail(
-            MANIFEST,
-            f"behaviour_vocab has {len(vocab)} entries but dims.n_behaviours is "
-            f"{dims.n_behaviours}",
+            MANIFEST, f"behaviour_vocab has {len(vocab)} entries, dims say {dims.n_behaviours}"
         )
-    default_behaviour = obj.get("default_behaviour", vocab[0])
+    default_behaviour = _req(obj, "default_behaviour", str)
     if default_behaviour not in vocab:
         raise _fail(MANIFEST, f"default_behaviour {default_behaviour!r} is not in behaviour_vocab")
-
     precisions = _req(obj, "precisions", list)
     if not precisions or any(p not in PRECISIONS for p in precisions):
         raise _fail(MANIFEST, f"precisions must be a non-empty subset of {PRECISIONS}")
     default_precision = _req(obj, "default_precision", str)
     if default_precision not in precisions:
         raise _fail(MANIFEST, f"default_precision {default_precision!r} is not in precisions")
-
     graphs_raw = _req(obj, "graphs", dict)
-    graphs: dict[str, Mapping[str, str]] = {}
+    graphs = {}
     for role, variants in graphs_raw.items():
         if role not in ROLES:
             raise _fail(MANIFEST, f"unknown graph role {role!r} (expected {ROLES})")
-        if not isinstance(variants, dict) or not variants:
-            raise _fail(MANIFEST, f"graphs.{role} must map precisions to file names")
-        for prec, name in variants.items():
-            if prec not in PRECISIONS:
-                raise _fail(MANIFEST, f"graphs.{role}: unknown precision {prec!r}")
-            check_name(name, f"graphs.{role}.{prec}")
-        graphs[role] = MappingProxyType(dict(variants))
-    if "user_encoder" not in graphs:
-        raise _fail(MANIFEST, "graphs.user_encoder is missing")
-
-    table_mode = obj.get("user_encoder_table", "input")
-    if table_mode not in ("input", "initializer"):
-        raise _fail(
-            MANIFEST, f"user_encoder_table must be 'input' or 'initializer', got {table_mode!r}"
-        )
-    request_time = obj.get("request_time", False)  # bundles before the option: False
-    if not isinstance(request_time, bool):
-        raise _fail(MANIFEST, f"request_time must be true or false, got {request_time!r}")
-
+        graphs[role] = MappingProxyType(_file_map(variants, f"graphs.{role}", PRECISIONS))
+    for role in ("recommend", "user_encoder"):
+        if role not in graphs:
+            raise _fail(MANIFEST, f"graphs.{role} is missing")
+    scorers = _file_map(_req(obj, "scorers", dict), "scorers", SCORERS)
+    request_time = _req(obj, "request_time", bool)
     im = _req(obj, "item_matrix", dict)
     dtype = _req(im, "dtype", str, f"{MANIFEST} item_matrix")
     if dtype not in ITEM_DTYPES:
         raise _fail(MANIFEST, f"item_matrix.dtype must be one of {ITEM_DTYPES}, got {dtype!r}")
     scale_file = im.get("scale_file")
-    if dtype == "int8" and not scale_file:
-        raise _fail(MANIFEST, "item_matrix: an int8 matrix needs a scale_file")
-    if dtype != "int8" and scale_file:
-        raise _fail(MANIFEST, f"item_matrix: scale_file given for a {dtype} matrix")
-    item_matrix = ItemMatrixSpec(
-        file=check_name(_req(im, "file", str, f"{MANIFEST} item_matrix"), "item_matrix.file"),
-        dtype=dtype,
-        scale_file=check_name(scale_file, "item_matrix.scale_file") if scale_file else None,
-    )
-
+    if (dtype == "int8") != bool(scale_file):
+        raise _fail(MANIFEST, "item_matrix: an int8 matrix needs a scale_file, others none")
+    item_matrix = {
+        "file": check_name(im.get("file"), "item_matrix.file"),
+        "dtype": dtype,
+        "scale_file": check_name(scale_file, "item_matrix.scale_file") if scale_file else None,
+    }
     tokenizer = obj.get("tokenizer")
     if tokenizer is not None:
         check_name(tokenizer, "tokenizer")
     if "text_encoder" in graphs and not tokenizer:
         raise _fail(MANIFEST, "a text_encoder graph needs a tokenizer file")
-
-    files_raw = _req(obj, "files", dict)
-    files: dict[str, FileEntry] = {}
-    for name, entry in files_raw.items():
+    files = {}
+    for name, entry in _req(obj, "files", dict).items():
         check_name(name, "files")
-        if not isinstance(entry, dict):
-            raise _fail(MANIFEST, f"files.{name}: expected an object with sha256 and size")
-        sha = entry.get("sha256")
-        size = entry.get("size")
-        if (
-            not isinstance(sha, str)
-            or len(sha) != 64
-            or any(c not in "0123456789abcdef" for c in sha)
-        ):
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not isinstance(sha, str) or len(sha) != 64 or set(sha) - set("0123456789abcdef"):
             raise _fail(MANIFEST, f"files.{name}: sha256 must be 64 lowercase hex digits")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise _fail(MANIFEST, f"files.{name}: size must be a non-negative integer")
         files[name] = FileEntry(sha, size)
-
-    opset = obj.get("opset")
-    ir_version = obj.get("ir_version")
     manifest = Manifest(
         format_version=version,
         edgerec_version=str(obj.get("edgerec_version", "?")),
-        created_at=str(obj.get("created_at", "?")),
         dims=dims,
         behaviour_vocab=tuple(vocab),
         default_behaviour=default_behaviour,
         precisions=tuple(precisions),
         default_precision=default_precision,
         graphs=MappingProxyType(graphs),
-        user_encoder_table=table_mode,
+        scorers=MappingProxyType(scorers),
         request_time=request_time,
-        item_matrix=item_matrix,
+        item_matrix=MappingProxyType(item_matrix),
         item_ids=check_name(_req(obj, "item_ids", str), "item_ids"),
         popularity=check_name(_req(obj, "popularity", str), "popularity"),
         tokenizer=tokenizer,
-        opset=opset if isinstance(opset, int) and not isinstance(opset, bool) else None,
-        ir_version=ir_version
-        if isinstance(ir_version, int) and not isinstance(ir_version, bool)
-        else None,
         files=MappingProxyType(files),
         raw=MappingProxyType(obj),
     )
-    for name in manifest.referenced_files():
+    for name in referenced_files(manifest):
         if name not in files:
             raise _fail(MANIFEST, f"{name} is used but not listed in files (no checksum)")
     return manifest
+
+
+def referenced_files(m: Manifest) -> list[str]:
+    names = [m.item_matrix["file"], m.item_ids, m.popularity, *m.scorers.values()]
+    names += [x for x in (m.item_matrix["scale_file"], m.tokenizer) if x]
+    for variants in m.graphs.values():
+        names.extend(variants.values())
+    return list(dict.fromkeys(names))
 
 
 # --- files ----------------------------------------------------------------------------
@@ -310,12 +306,14 @@ def _open_checked(root: Path, name: str, limit: int | None = None) -> tuple[int,
     except OSError as e:
         raise _fail(name, f"cannot open ({e.strerror})") from None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
         os.close(fd)
-        raise _fail(name, "not a regular file")
-    if limit is not None and st.st_size > limit:
-        os.close(fd)
-        raise _fail(name, f"too large ({st.st_size} bytes, limit {limit})")
+        raise _fail(
+            name,
+            "not a regular file"
+            if not stat.S_ISREG(st.st_mode)
+            else f"too large ({st.st_size} bytes, limit {limit})",
+        )
     return fd, st
 
 
@@ -346,76 +344,38 @@ def bundle_root(path: object) -> Path:
     return root
 
 
-def read_manifest(root: Path | str) -> Manifest:
-    root = bundle_root(root)
+def read_manifest(path: Path | str) -> Manifest:
+    root = bundle_root(path)
+    if not (root / MANIFEST).exists() and (root / "config.json").is_file():
+        raise BundleError(
+            f"{root}: this is a training run, not a bundle; export it with "
+            f"`edgerec export {root} --out BUNDLE` and load the bundle"
+        )
     fd, st = _open_checked(root, MANIFEST, MAX_MANIFEST_BYTES)
-    data = _read_fd(fd, st.st_size)
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise _fail(MANIFEST, f"not valid JSON ({e})") from None
-    return parse_manifest(obj)
+    return parse_manifest(parse_json(_read_fd(fd, st.st_size), MANIFEST))
 
 
-def read_verified(root: Path, name: str, entry: FileEntry) -> bytes:
-    """The file's bytes, after checking its size and sha256 against the manifest."""
+def read_verified(root: Path, name: str, entry: FileEntry, keep: bool = True) -> bytes | None:
+    """The file's bytes after checking its size and sha256 against the manifest (streamed
+    and not kept when ``keep`` is False)."""
     fd, st = _open_checked(root, name)
     if st.st_size != entry.size:
         os.close(fd)
         raise _fail(name, f"size is {st.st_size} bytes, manifest says {entry.size}")
-    data = _read_fd(fd, entry.size)
-    if len(data) != entry.size:
-        raise _fail(
-            name, f"size changed while reading ({len(data)} bytes, manifest says {entry.size})"
-        )
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.sha256:
-        raise _fail(
-            name, f"sha256 mismatch (file {digest[:12]}..., manifest {entry.sha256[:12]}...)"
-        )
-    return data
-
-
-def hash_verified(root: Path, name: str, entry: FileEntry) -> None:
-    """Like ``read_verified`` but streaming, for files this process will not use."""
-    fd, st = _open_checked(root, name)
-    if st.st_size != entry.size:
-        os.close(fd)
-        raise _fail(name, f"size is {st.st_size} bytes, manifest says {entry.size}")
-    h = hashlib.sha256()
-    n = 0
+    h, n, chunks = hashlib.sha256(), 0, []
     with os.fdopen(fd, "rb", closefd=True) as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(1 << 20):
             h.update(chunk)
             n += len(chunk)
+            if keep:
+                chunks.append(chunk)
     if n != entry.size:
         raise _fail(name, f"size changed while reading ({n} bytes, manifest says {entry.size})")
     if h.hexdigest() != entry.sha256:
         raise _fail(
             name, f"sha256 mismatch (file {h.hexdigest()[:12]}..., manifest {entry.sha256[:12]}...)"
         )
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    name: str
-    size: int
-    ok: bool
-    problem: str
-
-
-def check_files(root: Path | str, manifest: Manifest) -> list[FileCheck]:
-    """Check every listed file without stopping at the first failure (for ``inspect``)."""
-    root = Path(os.path.realpath(root))
-    out = []
-    for name, entry in manifest.files.items():
-        try:
-            hash_verified(root, name, entry)
-        except BundleError as e:
-            out.append(FileCheck(name, entry.size, False, str(e).split(": ", 1)[-1]))
-        else:
-            out.append(FileCheck(name, entry.size, True, ""))
-    return out
+    return b"".join(chunks) if keep else None
 
 
 def parse_npy(data: bytes, name: str) -> np.ndarray:
@@ -436,14 +396,13 @@ def parse_npy(data: bytes, name: str) -> np.ndarray:
     if dtype.byteorder == ">" or dtype.kind not in "biuf":
         raise _fail(name, f"unsupported dtype {dtype}")
     count = math.prod(shape)
-    offset = buf.tell()
-    if len(data) - offset != count * dtype.itemsize:
+    if len(data) - buf.tell() != count * dtype.itemsize:
         raise _fail(
             name,
-            f"data is {len(data) - offset} bytes but shape {shape} of {dtype} needs "
-            f"{count * dtype.itemsize}",
+            f"data is {len(data) - buf.tell()} bytes but shape {shape} of {dtype} "
+            f"needs {count * dtype.itemsize}",
         )
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=buf.tell())
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
@@ -454,91 +413,48 @@ def parse_json(data: bytes, name: str) -> object:
         raise _fail(name, f"not valid JSON ({e})") from None
 
 
-def check_onnx(data: bytes, name: str) -> OnnxSummary:
+def check_onnx(data: bytes, name: str) -> None:
     """Refuse graphs that do not parse or whose tensors live in external files."""
     try:
-        summary = scan_model(data)
+        external = external_tensors(data)
     except ProtoError as e:
         raise _fail(name, f"not a valid ONNX model ({e})") from None
-    if summary.external_tensors:
-        shown = ", ".join(summary.external_tensors[:5])
-        raise _fail(
-            name,
-            f"references external data ({shown}); bundles must embed every tensor",
-        )
-    return summary
+    if external:
+        shown = ", ".join(external[:5])
+        raise _fail(name, f"references external data ({shown}); bundles must embed every tensor")
 
 
-_ONNX_INT64, _ONNX_FLOAT = 7, 1
-
-
-def _check_text_names(name: str, inputs: set[str], outputs: set[str]) -> None:
-    """A text encoder takes the tokenizer's tensors (token_type_ids optional) and gives
-    the item vector; checked on the file at load and again on the session built from it."""
-    for key in TEXT_INPUTS:
-        if key not in inputs:
-            raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
-    extra = inputs - set(TEXT_INPUTS) - {"token_type_ids"}
-    if extra:
-        raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
-    if TEXT_OUTPUT not in outputs:
-        raise _fail(name, f"graph has no output {TEXT_OUTPUT!r} (outputs: {sorted(outputs)})")
-
-
-def check_graph_interface(summary: OnnxSummary, name: str, role: str, manifest: Manifest) -> None:
-    """The graph's declared inputs and outputs fit its role and the manifest's dims.
-
-    Run on every variant at load, so a graph swapped in from another bundle (checksums
-    updated) is caught even when this process will not build a session for it.
-    """
-    dim = manifest.dims.dim
-    inputs, outputs = summary.inputs, summary.outputs
-
-    def rank2_with_dim(info, what: str) -> None:
-        if info.shape is None or len(info.shape) != 2 or not _dim_ok(info.shape[1], dim):
-            raise _fail(name, f"{what} has shape {info.shape}, expected [batch, {dim}]")
-
-    if role == "user_encoder":
-        for key in USER_INPUTS:
-            if key not in inputs:
-                raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
-            if inputs[key].elem_type != _ONNX_INT64:
-                raise _fail(name, f"input {key!r} is not int64")
-        allowed = set(USER_INPUTS)
-        if manifest.user_encoder_table == "input":
-            if "item_table" not in inputs:
+def check_interface(session, role: str, name: str, dim: int) -> None:
+    """The session's inputs and outputs are exactly what ``role`` needs (docs/bundle.md),
+    so a graph swapped in from another bundle (checksums updated) is caught here."""
+    want_in, want_out = INTERFACES[role]
+    for kind, values, want in (
+        ("input", session.get_inputs(), want_in),
+        ("output", session.get_outputs(), want_out),
+    ):
+        got = {v.name: v for v in values}
+        optional = {k.rstrip("?") for k in want if k.endswith("?")}
+        names = {k.rstrip("?") for k in want}
+        if not set(names) - optional <= set(got) <= set(names):
+            raise _fail(
+                name, f"graph {kind}s are {sorted(got)}, a {role} graph has {sorted(names)}"
+            )
+        for key, value in got.items():
+            dtype, rank = want.get(key, want.get(key + "?"))
+            if value.type != dtype or len(value.shape) != rank:
                 raise _fail(
                     name,
-                    "manifest says user_encoder_table = 'input' but the graph has no item_table input",
+                    f"{kind} {key!r} is {value.type} of rank {len(value.shape)}, "
+                    f"expected {dtype} of rank {rank}",
                 )
-            table = inputs["item_table"]
-            if table.elem_type != _ONNX_FLOAT:
-                raise _fail(name, "input 'item_table' is not float32")
-            rank2_with_dim(table, "input 'item_table'")
-            allowed.add("item_table")
-        if manifest.request_time != (REQUEST_INPUT in inputs):
-            raise _fail(
-                name,
-                f"manifest says request_time = {str(manifest.request_time).lower()} but the "
-                f"graph {'lacks' if manifest.request_time else 'takes'} a {REQUEST_INPUT} input",
-            )
-        if REQUEST_INPUT in inputs:
-            if inputs[REQUEST_INPUT].elem_type != _ONNX_INT64:
-                raise _fail(name, f"input {REQUEST_INPUT!r} is not int64")
-            allowed.add(REQUEST_INPUT)
-        extra = set(inputs) - allowed
-        if extra:
-            raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
-        for key in USER_OUTPUTS:
-            if key not in outputs:
-                raise _fail(name, f"graph has no output {key!r} (outputs: {sorted(outputs)})")
-        rank2_with_dim(outputs["user"], "output 'user'")
-    else:
-        _check_text_names(name, set(inputs), set(outputs))
-        rank2_with_dim(outputs[TEXT_OUTPUT], f"output {TEXT_OUTPUT!r}")
+    check = _DIM_OUTPUT.get(role)
+    if check is not None:
+        last = {v.name: v.shape for v in session.get_outputs()}[check][-1]
+        if isinstance(last, int) and last != dim:
+            raise _fail(name, f"output {check!r} has dimension {last}, the manifest says {dim}")
 
 
-# --- catalog files ---------------------------------------------------------------------
+# --- the whole bundle -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -555,19 +471,15 @@ def parse_item_ids(obj: object, name: str, n_items: int) -> ItemIds:
     if id_type not in ("int", "str"):
         raise _fail(name, f"id_type must be 'int' or 'str', got {id_type!r}")
     ids = obj.get("ids")
-    if not isinstance(ids, list):
-        raise _fail(name, "ids must be a list")
-    if len(ids) != n_items:
-        raise _fail(name, f"{len(ids)} ids but the manifest says n_items = {n_items}")
+    if not isinstance(ids, list) or len(ids) != n_items:
+        raise _fail(name, f"ids must be a list of n_items = {n_items} ids")
     kind = int if id_type == "int" else str
     for i, x in enumerate(ids):
         if isinstance(x, bool) or not isinstance(x, kind):
             raise _fail(name, f"ids[{i}] is {x!r}, expected {id_type}")
     if len(set(ids)) != len(ids):
         raise _fail(name, "ids are not unique")
-    titles = obj.get("titles")
-    if titles is None:
-        titles = [None] * n_items
+    titles = obj.get("titles") or [None] * n_items
     if not isinstance(titles, list) or len(titles) != n_items:
         raise _fail(name, f"titles must be a list of {n_items} strings")
     if not all(t is None or isinstance(t, str) for t in titles):
@@ -577,199 +489,103 @@ def parse_item_ids(obj: object, name: str, n_items: int) -> ItemIds:
 
 @dataclass(frozen=True)
 class BundleData:
-    """Everything verified and parsed; sessions are made from ``graph_bytes`` elsewhere."""
+    """Everything verified and parsed; sessions are built from ``graphs`` elsewhere."""
 
     root: Path
     manifest: Manifest
-    precision: str
     items: np.ndarray  # (n_items + 1, dim) float32 | float16 | int8, read-only
     scale: np.ndarray | None  # (n_items + 1,) float32 for int8
     popularity: np.ndarray  # (n_items + 1,) float32
     item_ids: ItemIds
-    graph_bytes: Mapping[str, bytes]  # role -> ONNX bytes of the chosen precision
-    graph_files: Mapping[str, str]  # role -> file name
-    graph_metadata: Mapping[str, Mapping[str, str]]  # file name -> metadata_props, every variant
+    graphs: Mapping[str, bytes]  # file name -> verified ONNX bytes (the graphs asked for)
     tokenizer_json: str | None
 
 
-def choose_precision(manifest: Manifest, precision: str | None, device: str) -> str:
-    """The user encoder's precision: asked for, else the bundle's default (fp16 only on GPU)."""
-    available = tuple(manifest.graphs["user_encoder"])
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
-        if precision not in available:
-            raise ValueError(
-                f"precision {precision!r} is not in this bundle (it has {', '.join(available)})"
-            )
-        return precision
-    chosen = manifest.default_precision
-    if chosen not in available:
-        chosen = available[0]
-    if chosen == "fp16" and device != "cuda":  # fp16 graphs run slowly on CPUs
-        for alt in ("int8", "fp32"):
-            if alt in available:
-                return alt
-    return chosen
-
-
-def _graph_file(manifest: Manifest, role: str, precision: str) -> str | None:
-    variants = manifest.graphs.get(role)
-    if not variants:
-        return None
-    for p in (precision, manifest.default_precision, "fp32"):
-        if p in variants:
-            return variants[p]
-    return next(iter(variants.values()))
-
-
-def load_bundle(
-    path: Path | str, *, precision: str | None = None, device: str = "cpu"
-) -> BundleData:
-    """Verify the whole bundle and return its parsed parts (no onnxruntime session yet)."""
+def verify(path: Path | str, graph_files: set[str] | None = None) -> BundleData:
+    """Verify the manifest, every file's size and sha256, the data files' shapes and
+    dtypes, and that the graphs in ``graph_files`` (None: every graph) hold no external
+    data; returns their bytes. Interfaces are checked on the sessions built from them."""
     root = bundle_root(path)
-    manifest = read_manifest(root)
-    prec = choose_precision(manifest, precision, device)
-    graph_files = {
-        role: f for role in ROLES if (f := _graph_file(manifest, role, prec)) is not None
+    m = read_manifest(root)
+    dims = m.dims
+    graphs = {f for v in m.graphs.values() for f in v.values()} | set(m.scorers.values())
+    wanted = graphs if graph_files is None else graph_files & graphs
+    data_files = {
+        m.item_matrix["file"],
+        m.item_ids,
+        m.popularity,
+        m.item_matrix["scale_file"],
+        m.tokenizer,
     }
-    keep = set(manifest.referenced_files())
-    contents: dict[str, bytes] = {}
-    for name, entry in manifest.files.items():
-        if name in keep:
-            contents[name] = read_verified(root, name, entry)
-        else:  # README.md and the like: checked, not kept
-            hash_verified(root, name, entry)
-    summaries = {}
-    for role, variants in manifest.graphs.items():  # every variant, so inspect and load agree
-        for f in set(variants.values()):
-            summaries[f] = (role, check_onnx(contents[f], f))
-
-    dims = manifest.dims
-    spec = manifest.item_matrix
-    items = parse_npy(contents[spec.file], spec.file)
-    if items.dtype != np.dtype(spec.dtype):
-        raise _fail(spec.file, f"dtype is {items.dtype}, manifest says {spec.dtype}")
-    if items.shape != (dims.n_items + 1, dims.dim):
+    contents = {}
+    for name, entry in m.files.items():
+        contents[name] = read_verified(root, name, entry, keep=name in wanted | data_files)
+    for name in wanted:
+        check_onnx(contents[name], name)
+    spec = m.item_matrix
+    items = parse_npy(contents[spec["file"]], spec["file"])
+    if items.dtype != np.dtype(spec["dtype"]) or items.shape != (dims.n_items + 1, dims.dim):
         raise _fail(
-            spec.file,
-            f"shape is {items.shape}, expected (n_items + 1, dim) = "
-            f"({dims.n_items + 1}, {dims.dim})",
+            spec["file"],
+            f"{items.dtype} of shape {items.shape}, the manifest says "
+            f"{spec['dtype']} of (n_items + 1, dim) = ({dims.n_items + 1}, {dims.dim})",
         )
     if items.dtype.kind == "f" and not np.isfinite(items).all():
-        raise _fail(spec.file, "contains NaN or infinite values")
+        raise _fail(spec["file"], "contains NaN or infinite values")
     scale = None
-    if spec.scale_file:
-        scale = parse_npy(contents[spec.scale_file], spec.scale_file)
+    if spec["scale_file"]:
+        scale = parse_npy(contents[spec["scale_file"]], spec["scale_file"])
         if scale.dtype != np.float32 or scale.shape != (dims.n_items + 1,):
             raise _fail(
-                spec.scale_file,
+                spec["scale_file"],
                 f"expected float32 of shape ({dims.n_items + 1},), got {scale.dtype} {scale.shape}",
             )
         if not np.isfinite(scale).all() or (scale < 0).any():
-            raise _fail(spec.scale_file, "scales must be finite and non-negative")
-
-    pop = parse_npy(contents[manifest.popularity], manifest.popularity)
+            raise _fail(spec["scale_file"], "scales must be finite and non-negative")
+    pop = parse_npy(contents[m.popularity], m.popularity)
     if pop.dtype.kind not in "fiu" or pop.shape != (dims.n_items + 1,):
         raise _fail(
-            manifest.popularity,
+            m.popularity,
             f"expected a numeric array of shape ({dims.n_items + 1},), got {pop.dtype} {pop.shape}",
         )
     pop = pop.astype(np.float32)
     if not np.isfinite(pop).all():
-        raise _fail(manifest.popularity, "contains NaN or infinite values")
-
+        raise _fail(m.popularity, "contains NaN or infinite values")
     item_ids = parse_item_ids(
-        parse_json(contents[manifest.item_ids], manifest.item_ids), manifest.item_ids, dims.n_items
+        parse_json(contents[m.item_ids], m.item_ids), m.item_ids, dims.n_items
     )
-    for f, (role, summary) in summaries.items():
-        check_graph_interface(summary, f, role, manifest)
     tokenizer_json = None
-    if manifest.tokenizer:
+    if m.tokenizer:
         try:
-            tokenizer_json = contents[manifest.tokenizer].decode("utf-8")
+            tokenizer_json = contents[m.tokenizer].decode("utf-8")
         except UnicodeDecodeError:
-            raise _fail(manifest.tokenizer, "not UTF-8 text") from None
+            raise _fail(m.tokenizer, "not UTF-8 text") from None
     return BundleData(
         root=root,
-        manifest=manifest,
-        precision=prec,
+        manifest=m,
         items=items,
         scale=scale,
         popularity=pop,
         item_ids=item_ids,
-        graph_bytes=MappingProxyType({r: contents[f] for r, f in graph_files.items()}),
-        graph_files=MappingProxyType(graph_files),
-        graph_metadata=MappingProxyType({f: s.metadata for f, (_, s) in summaries.items()}),
+        graphs=MappingProxyType({f: contents[f] for f in wanted}),
         tokenizer_json=tokenizer_json,
     )
 
 
-# --- graph interfaces -------------------------------------------------------------------
+def verify_all(path: Path | str) -> BundleData:
+    """``verify`` of every graph of every precision, each also loaded by onnxruntime and
+    its interface checked: what ``edgerec inspect`` and the export's last step run."""
+    from edgerec.runtime.providers import CPU, create_session
 
-USER_INPUTS = ("items", "behaviours", "gaps", "lengths")
-USER_OUTPUTS = ("user", "gate", "attention")
-REQUEST_INPUT = "request_gaps"  # optional: graphs whose gate reads the request time
-TEXT_INPUTS = ("input_ids", "attention_mask")
-TEXT_OUTPUT = "item_vector"
-
-
-def _dim_ok(actual, expected: int) -> bool:
-    return not isinstance(actual, int) or actual == expected
-
-
-def check_user_encoder(session, name: str, manifest: Manifest) -> bool:
-    """Check the graph's inputs and outputs; returns whether ``item_table`` is an input."""
-    dim = manifest.dims.dim
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    for key in USER_INPUTS:
-        if key not in inputs:
-            raise _fail(name, f"graph has no input {key!r} (inputs: {sorted(inputs)})")
-        if inputs[key].type != "tensor(int64)":
-            raise _fail(name, f"input {key!r} is {inputs[key].type}, expected tensor(int64)")
-    table = manifest.user_encoder_table == "input"
-    if table:
-        if "item_table" not in inputs:
-            raise _fail(
-                name,
-                "manifest says user_encoder_table = 'input' but the graph has no item_table input",
-            )
-        shape = inputs["item_table"].shape
-        if (
-            inputs["item_table"].type != "tensor(float)"
-            or len(shape) != 2
-            or not _dim_ok(shape[1], dim)
-        ):
-            raise _fail(
-                name,
-                f"item_table input is {inputs['item_table'].type} {shape}, expected float [n, {dim}]",
-            )
-    elif "item_table" in inputs:
-        raise _fail(name, "graph takes an item_table input but the manifest says 'initializer'")
-    if REQUEST_INPUT in inputs and inputs[REQUEST_INPUT].type != "tensor(int64)":
-        raise _fail(
-            name, f"input {REQUEST_INPUT!r} is {inputs[REQUEST_INPUT].type}, expected tensor(int64)"
-        )
-    extra = set(inputs) - set(USER_INPUTS) - {"item_table", REQUEST_INPUT}
-    if extra:
-        raise _fail(name, f"unexpected graph inputs {sorted(extra)}")
-    for key in USER_OUTPUTS:
-        if key not in outputs:
-            raise _fail(name, f"graph has no output {key!r} (outputs: {sorted(outputs)})")
-    ushape = outputs["user"].shape
-    if len(ushape) != 2 or not _dim_ok(ushape[1], dim):
-        raise _fail(name, f"output 'user' has shape {ushape}, expected [batch, {dim}]")
-    return table
+    data = verify(path)
+    for name, role in graph_roles(data.manifest).items():
+        session = create_session(data.graphs[name], name, [CPU], 1)
+        check_interface(session, role, name, data.manifest.dims.dim)
+    return data
 
 
-def check_text_encoder(session, name: str, manifest: Manifest) -> tuple[str, ...]:
-    """Check the text graph; returns the token inputs it takes, in the order it wants them."""
-    outputs = {o.name: o for o in session.get_outputs()}
-    _check_text_names(name, {i.name for i in session.get_inputs()}, set(outputs))
-    shape = outputs[TEXT_OUTPUT].shape
-    if len(shape) != 2 or not _dim_ok(shape[1], manifest.dims.dim):
-        raise _fail(
-            name, f"output {TEXT_OUTPUT!r} has shape {shape}, expected [batch, {manifest.dims.dim}]"
-        )
-    return tuple(i.name for i in session.get_inputs())
+def graph_roles(m: Manifest) -> dict[str, str]:
+    """file -> role of every graph in the bundle (a file shared by precisions once)."""
+    roles = {f: role for role, v in m.graphs.items() for f in v.values()}
+    roles.update({f: scorer for scorer, f in m.scorers.items()})
+    return roles

@@ -174,6 +174,24 @@ class Catalog:
             id_type=id_type,
         )
 
+    @cached_property
+    def bias(self) -> np.ndarray:
+        """(1, n_rows) float32: 0 where a row may be recommended, -inf at padding and
+        removed rows (the graphs' ``row_bias``); read-only, shared by every request."""
+        bias = np.zeros((1, self.n_rows), np.float32)
+        bias[0, self.inactive] = -np.inf
+        bias.flags.writeable = False
+        return bias
+
+    @cached_property
+    def float_matrix(self) -> np.ndarray:
+        """The matrix as float32 (the stored one itself when it is float32)."""
+        if self.matrix.dtype == np.float32:
+            return self.matrix
+        out = self.vectors(np.arange(self.n_rows))
+        out.flags.writeable = False
+        return out
+
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """float32 vectors of ``rows`` (dequantized for int8, upcast for float16)."""
         v = self.matrix[rows]

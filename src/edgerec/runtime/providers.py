@@ -76,7 +76,7 @@ def plan_providers(providers: str | Sequence[str] | None) -> ProviderPlan:
 MAX_THREADS = 1024  # more intra-op threads than this is a bug (onnxruntime would bad_alloc)
 
 
-def session_options(threads: int | None, arena: bool = True) -> ort.SessionOptions:
+def session_options(threads: int | None) -> ort.SessionOptions:
     if threads is not None and (
         isinstance(threads, bool)
         or not isinstance(threads, int)
@@ -90,8 +90,9 @@ def session_options(threads: int | None, arena: bool = True) -> ort.SessionOptio
     so.inter_op_num_threads = 1
     if threads:
         so.intra_op_num_threads = threads
-    so.log_severity_level = 3  # provider fallbacks are reported through rec.providers instead
-    so.enable_cpu_mem_arena = arena
+    # provider fallbacks are reported through rec.providers, and the shortlist graph's
+    # declared output shape is its placeholder's, not the catalog's
+    so.log_severity_level = 3
     return so
 
 
@@ -101,41 +102,26 @@ def session_options(threads: int | None, arena: bool = True) -> ort.SessionOptio
 CUDA_OPTIONS = {"use_tf32": "0"}
 
 
-# Graph rewrites left out of CPU user-encoder sessions. SkipLayerNormFusion turns the
-# event embedding's Add + LayerNormalization (width 64) into SkipLayerNormalization, whose
-# CPU kernel made a one-history run of the default MovieLens graph slower: 223 / 301 /
-# 292 us against 203 / 278 / 270 us without it (medians of three rounds of 2,000
-# interleaved calls to both sessions, 1 thread, 2-core EPYC, onnxruntime 1.32).
-CPU_USER_ENCODER_DISABLED = ("SkipLayerNormFusion",)
-
-
 def create_session(
     model: bytes,
     name: str,
     providers: Sequence[str],
     threads: int | None,
-    user_encoder: bool = False,
-    arena: bool = True,
+    initializers: dict | None = None,
 ) -> ort.InferenceSession:
     """A session over in-memory bytes: no model path, so nothing is read from beside it.
 
-    ``user_encoder``: the graph is a user encoder (see ``CPU_USER_ENCODER_DISABLED``).
-    ``arena``: onnxruntime's CPU memory arena. Sessions that run one history at a time
-    (the fused ones) do without it: their tensors are a few KB, which the C allocator
-    hands out for less than the arena's locked bookkeeping (recommend() of 50-event
-    MovieLens requests 1.3 us less on the int8 bundle, 1.8 us on the distilled one,
-    medians of 30 paired rounds, faster in 24 and 25 of them). Batches keep it: their
-    tensors grow past the sizes the C allocator maps fresh from the kernel each time.
+    ``initializers``: name -> OrtValue replacing the graph's own (the shortlist graph's
+    placeholder matrix), constants onnxruntime may prepack.
     """
-    options = session_options(threads, arena)
-    disabled = list(CPU_USER_ENCODER_DISABLED) if user_encoder and providers[0] == CPU else []
+    options = session_options(threads)
+    for key, value in (initializers or {}).items():
+        options.add_initializer(key, value)
 
     def new(requested: list) -> ort.InferenceSession:
         with warnings.catch_warnings():  # "provider not available": rec.providers says it
             warnings.simplefilter("ignore")
-            return ort.InferenceSession(
-                model, sess_options=options, providers=requested, disabled_optimizers=disabled
-            )
+            return ort.InferenceSession(model, sess_options=options, providers=requested)
 
     try:
         try:

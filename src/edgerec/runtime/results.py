@@ -25,13 +25,15 @@ class RecommendationList(list):
     """A list of ``Recommendation``, best first, with what happened to the input.
 
     - ``gate``: weight of the long-term interest in [0, 1] (None in the fallback);
-    - ``unknown_items``: history ids the bundle does not know, in order (ignored);
+    - ``unknown_items``: history ids the bundle does not know, in order (left out);
+    - ``unknown_behaviours``: behaviour values outside the bundle's vocabulary, in order
+      (read as its default behaviour);
     - ``fallback``: ``"popularity"`` when the history had no known item, else None;
     - ``n_events``: history events given; ``n_used``: events the model read (the most
       recent ``max_len`` known ones).
     """
 
-    __slots__ = ("gate", "unknown_items", "fallback", "n_events", "n_used")
+    __slots__ = ("gate", "unknown_items", "unknown_behaviours", "fallback", "n_events", "n_used")
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class RecommendationList(list):
         *,
         gate: float | None = None,
         unknown_items: tuple = (),
+        unknown_behaviours: tuple = (),
         fallback: str | None = None,
         n_events: int = 0,
         n_used: int = 0,
@@ -46,6 +49,7 @@ class RecommendationList(list):
         super().__init__(items)
         self.gate = gate
         self.unknown_items = tuple(unknown_items)
+        self.unknown_behaviours = tuple(unknown_behaviours)
         self.fallback = fallback
         self.n_events = n_events
         self.n_used = n_used
@@ -64,6 +68,7 @@ class RecommendationList(list):
             "gate": self.gate,
             "fallback": self.fallback,
             "unknown_items": list(self.unknown_items),
+            "unknown_behaviours": list(self.unknown_behaviours),
             "n_events": self.n_events,
             "n_used": self.n_used,
         }
