@@ -19,30 +19,11 @@ bench_app = typer.Typer(
 
 
 def _progress_bar(quiet: bool):
-    """A rich progress bar and the ``progress(description, done, total)`` callback."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    """The progress display and its ``progress(description, done, total)`` callback."""
+    from edgerec.commands.progress import Progress
 
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=quiet,
-    )
-    task = bar.add_task("bench", total=None)
-
-    def progress(description: str, done: int, total: int) -> None:
-        bar.update(task, description=description, completed=done, total=total)
-
-    return bar, progress
+    bar = Progress(enabled=not quiet)
+    return bar, bar.callback("bench")
 
 
 @bench_app.command("latency")
@@ -236,7 +217,7 @@ def _print_latency_summary(result: dict) -> None:
             fmt_ms(s["end_to_end"]["p99_ms"]),
             fmt_rate(s["end_to_end"]["per_s"]),
         )
-    console = Console()
+    console = Console(soft_wrap=True)  # lines in a log file are not cut at 80 columns
     console.print(t)
     h = result.get("headline", {})
     for prec, v in h.get("pytorch_over_edgerec", {}).items():

@@ -31,6 +31,7 @@ def demo(
     from rich.table import Table
 
     from edgerec.commands.evaluate import print_metrics
+    from edgerec.commands.progress import Progress
     from edgerec.data import leave_one_out
     from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
     from edgerec.evaluation import evaluate_both, make_baseline
@@ -39,7 +40,7 @@ def demo(
     from edgerec.training.config import ModelConfig, TrainConfig
     from edgerec.training.trainer import train
 
-    console = Console()
+    console = Console(soft_wrap=True)  # lines in a log file are not cut at 80 columns
     out = Path(out)
     dataset = generate_synthetic(SyntheticConfig(seed=seed))
     split = leave_one_out(dataset)
@@ -69,13 +70,20 @@ def demo(
     print_metrics(metrics, "edgerec, validation and test")
 
     console.rule("3. export")
-    manifest = export_bundle(
-        out / "run", out / "bundle", precisions=("fp32", "int8"), distill=distill, dataset=dataset
-    )
+    t0 = time.perf_counter()
+    with Progress() as bar:
+        manifest = export_bundle(
+            out / "run",
+            out / "bundle",
+            precisions=("fp32", "int8"),
+            distill=distill,
+            dataset=dataset,
+            progress=bar.callback("export"),
+        )
     sizes = sum(f["size"] for f in manifest["files"].values())
     console.print(
         f"bundle {out / 'bundle'}: {sizes / 1e6:.1f} MB, precisions {manifest['precisions']}, "
-        f"default {manifest['default_precision']}"
+        f"default {manifest['default_precision']}, exported in {time.perf_counter() - t0:.0f} s"
     )
 
     console.rule("4. recommend (edgerec.runtime: numpy + onnxruntime)")

@@ -12,7 +12,7 @@ def _summary(manifest: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(soft_wrap=True)  # lines in a log file are not cut at 80 columns
     quality = manifest.get("quality", {})
     files = manifest["files"]
     info = manifest["export"]
@@ -92,33 +92,14 @@ def export(
       edgerec export runs/ml100k --out bundles/ml100k-small --distill --precision int8
       edgerec export runs/ml100k --out bundles/ml100k-gpu --precision fp32,fp16
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
+    from edgerec.commands.progress import Progress
     from edgerec.export import export_bundle
     from edgerec.export.config import ExportConfig
 
     # bad options fail here, before any model is loaded
     ExportConfig(precisions=precision, opset=opset, tolerance=tolerance, item_dtype=item_dtype)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=as_json,
-    ) as bar:
-        task = bar.add_task("export", total=None)
-
-        def progress(description: str, done: int, total: int) -> None:
-            bar.update(task, description=description, completed=done, total=total)
-
+    with Progress(transient=as_json) as bar:
+        progress = bar.callback("export")
         manifest = export_bundle(
             run_dir,
             out,

@@ -41,15 +41,15 @@ def _download(url: str, dest: Path, progress: bool) -> None:
         with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0)
             if progress:
-                from rich.progress import Progress
+                from edgerec.commands.progress import Progress
 
                 with Progress() as bar:
                     task = bar.add_task(
-                        f"downloading {url.rsplit('/', 1)[-1]}", total=total or None
+                        f"downloading {url.rsplit('/', 1)[-1]}", total=total or None, unit="bytes"
                     )
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
                         out.write(chunk)
-                        bar.update(task, advance=len(chunk))
+                        task.update(advance=len(chunk))
             else:
                 shutil.copyfileobj(resp, out, 1 << 20)
     except OSError as e:  # URLError is an OSError

@@ -11,6 +11,7 @@ uninterrupted run would have done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -321,54 +322,57 @@ def load_checkpoint(run_dir: Path, model, opt, sched, device) -> dict | None:
 
 
 class _Progress:
-    """Rich progress bars on the main process; silent elsewhere."""
+    """Progress on the main process (edgerec.commands.progress); silent elsewhere."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        self.enabled = enabled
+        self.enabled, self.epochs = enabled, epochs
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from edgerec.commands.progress import Progress
 
-        self.console = Console(stderr=True)
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-        )
+        self.bar = Progress()
         self.bar.start()
-        self.epoch_task = self.bar.add_task("epochs", total=epochs, info="")
-        self.batch_task = self.bar.add_task("batches", total=steps, info="")
+        self.batches = self.bar.add_task(f"epoch 1 (max {epochs})", total=steps)
 
     def start_epoch(self, epoch: int, done: int) -> None:
         if self.enabled:
-            self.bar.update(self.epoch_task, completed=done, description=f"epoch {epoch + 1}")
-            self.bar.reset(self.batch_task)
+            self.batches.reset(description=f"epoch {epoch + 1} (max {self.epochs})")
 
     def step(self, losses: dict) -> None:
         if self.enabled:
             info = " ".join(f"{k[:8]} {v:.3f}" for k, v in losses.items())
-            self.bar.update(self.batch_task, advance=1, info=info)
+            self.batches.update(advance=1, info=info)
 
     def end_epoch(self, line: str, done: int) -> None:
         if self.enabled:
-            self.bar.update(self.epoch_task, completed=done)
-            self.console.print(line)
+            self.bar.print(line)
 
     def close(self) -> None:
         if self.enabled:
             self.bar.stop()
+
+
+@contextlib.contextmanager
+def _text_progress(enabled: bool):
+    """A ``progress(done, total)`` for encoding the item texts, or None."""
+    if not enabled:
+        yield None
+        return
+    from edgerec.commands.progress import Progress
+
+    bar, tasks = Progress(transient=True), []
+
+    def report(done: int, total: int) -> None:
+        if not tasks:  # shown once encoding starts (not for cached or random vectors)
+            bar.start()
+            tasks.append(bar.add_task("encoding item texts", total))
+        tasks[0].update(done=done, total=total)
+
+    try:
+        yield report
+    finally:
+        if tasks:
+            bar.stop()
 
 
 # --------------------------------------------------------------------------- train
@@ -482,7 +486,10 @@ def _train(
 
     # Text embeddings: rank 0 fills the on-disk cache, the others then read it.
     if dist.is_main:
-        text_emb, text_info = item_text_embeddings(dataset, train_cfg, model_cfg)
+        with _text_progress(show) as text_progress:
+            text_emb, text_info = item_text_embeddings(
+                dataset, train_cfg, model_cfg, progress=text_progress
+            )
     distributed.barrier(dist)
     if not dist.is_main:
         text_emb, text_info = item_text_embeddings(dataset, train_cfg, model_cfg)
