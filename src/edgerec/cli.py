@@ -15,6 +15,7 @@ import sys
 import typer
 
 from edgerec import __version__
+from edgerec.commands.helpfmt import tidy_help
 
 app = typer.Typer(
     name="edgerec",
@@ -24,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
-AREAS = ("data", "evaluate", "train", "export", "runtime", "bench", "demo")
+AREAS = ("data", "evaluate", "train", "export", "runtime", "bench", "demo", "serve")
 
 
 def _version(value: bool) -> None:
@@ -50,7 +51,12 @@ def _log_to_stderr() -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show full tracebacks on errors (before or after the command: "
+        "edgerec --debug train ... or edgerec train ... --debug).",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
@@ -59,6 +65,7 @@ def _root(
     _log_to_stderr()
 
 
+tidy_help()
 for _area in AREAS:
     try:
         _module = importlib.import_module(f"edgerec.commands.{_area}")
@@ -69,12 +76,22 @@ for _area in AREAS:
     _module.register(app)
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` anywhere before a ``--`` counts: it moves to the front, where the
+    parser takes it (a subcommand would refuse it as an unknown option)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
+
+
 def main(argv: list[str] | None = None) -> None:
     from edgerec.errors import EdgerecError
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = _debug_first(list(argv if argv is not None else sys.argv[1:]))
+    debug = bool(args) and args[0] == "--debug"
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False, prog_name="edgerec")
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", None)
         if code is None:

@@ -197,11 +197,11 @@ def _print_latency_summary(result: dict) -> None:
     for col in (
         "provider",
         "precision",
-        "catalog",
-        "user enc p50",
-        "score+top-k p50",
-        "e2e p50",
-        "e2e p99",
+        "catalog (items)",
+        "user enc p50 (ms)",
+        "score+top-k p50 (ms)",
+        "e2e p50 (ms)",
+        "e2e p99 (ms)",
         "users/s",
     ):
         t.add_column(col, justify="left" if col in ("provider", "precision") else "right")
@@ -304,7 +304,7 @@ def quality(
     from edgerec.benchmark.report import fmt_ms
 
     t = Table(title=f"{result['dataset']}: test metrics, size, latency ({result['target']})")
-    for col in ("variant", "NDCG@10", "HR@10", "MRR@10", "MB", "p50 ms"):
+    for col in ("variant", "NDCG@10", "HR@10", "MRR@10", "size (MB)", "p50 (ms)"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in result["variants"]:
         t.add_row(
@@ -329,12 +329,14 @@ def report(
     """Rewrite report.md and the plots from a latency.json (e.g. after an interrupted run).
 
     Examples:
-      edgerec bench report benchmarks/results/vm-2026-11-28
+      edgerec bench report benchmarks/results/epyc-2core-2026-11-28 --out /tmp/epyc-report
     """
     from edgerec.benchmark.report import write_latency_report
     from edgerec.benchmark.results import load_result
 
     result = load_result(result_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     written = write_latency_report(result, out or result_dir)
     typer.echo(f"wrote {written['report']}" + "".join(f", {p.name}" for p in written["plots"]))
 

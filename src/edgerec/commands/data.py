@@ -84,7 +84,11 @@ def info(
 
 
 def fetch(
-    name: str = typer.Argument(..., help="movielens-100k, movielens-1m or movielens-latest-small"),
+    name: str = typer.Argument(
+        ...,
+        help="movielens-100k, movielens-1m or movielens-latest (the data set names; "
+        "movielens-latest-small is accepted too).",
+    ),
     to: Path = typer.Option(..., "--to", help="Folder to extract into."),
     url: str = typer.Option(None, help="Override the download address (file:// works)."),
     sha256: str = typer.Option(None, help="Override the expected sha256 of the archive."),
@@ -92,6 +96,7 @@ def fetch(
     """Download a MovieLens archive, verify its checksum and extract it safely.
 
     Example: edgerec data fetch movielens-1m --to ~/data
+    (then: edgerec data info --dataset movielens-1m --data-dir ~/data)
     """
     from edgerec.data.fetch import fetch_dataset
 

@@ -175,5 +175,35 @@ def train(
         print_metrics(metrics, f"{out} (best epoch {metrics['best_epoch']})")
 
 
+def _config_default(name: str):
+    """What an unset option of ``train`` stands for, for ``--help``."""
+    from edgerec.training.config import ModelConfig, TrainConfig  # dataclasses only
+
+    model, train_cfg = ModelConfig(), TrainConfig()
+    special = {
+        "threads": train_cfg.num_threads,
+        "behaviour_weight": train_cfg.loss_weights.get("behaviour"),
+        "interest_weight": train_cfg.loss_weights.get("interest"),
+        "text_encoder": "bundled MiniLM",
+    }
+    if name.startswith("synthetic_"):
+        try:  # edgerec.data needs pandas, which a runtime-only install lacks
+            from edgerec.data.synthetic import SyntheticConfig
+        except ImportError:
+            return None
+        synthetic = SyntheticConfig()
+        return {"users": synthetic.n_users, "items": synthetic.n_items, "seed": synthetic.seed}[
+            name.removeprefix("synthetic_")
+        ]
+    if name in special:
+        return special[name]
+    for cfg in (model, train_cfg):
+        if name in getattr(cfg, "__dataclass_fields__", {}):
+            return getattr(cfg, name)
+    return None
+
+
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    from edgerec.commands.helpfmt import show_defaults
+
+    app.command("train")(show_defaults(train, _config_default))

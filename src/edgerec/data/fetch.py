@@ -32,8 +32,10 @@ class Archive:
 ARCHIVES = {
     "movielens-100k": Archive(BASE + "ml-100k.zip", "ml-100k", "0e33842e24a9c977be4e0107933c0723"),
     "movielens-1m": Archive(BASE + "ml-1m.zip", "ml-1m", "c4d9eecfca2ab87c1945afe126590906"),
-    "movielens-latest-small": Archive(BASE + "ml-latest-small.zip", "ml-latest-small", None),
+    # the loader's name (data set "movielens-latest"); GroupLens calls it ml-latest-small
+    "movielens-latest": Archive(BASE + "ml-latest-small.zip", "ml-latest-small", None),
 }
+ALIASES = {"movielens-latest-small": "movielens-latest"}  # the name earlier versions used
 
 
 def _download(url: str, dest: Path, progress: bool) -> None:
@@ -94,6 +96,7 @@ def fetch_dataset(
     progress: bool = False,
 ) -> Path:
     """Download ``name`` into ``to``/<folder>; returns that folder."""
+    name = ALIASES.get(name, name)
     if name not in ARCHIVES:
         raise DataError(f"unknown archive {name!r}; choose one of {', '.join(ARCHIVES)}")
     archive = ARCHIVES[name]
