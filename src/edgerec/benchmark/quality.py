@@ -218,6 +218,15 @@ def run_quality(
         "variants": rows,
     }
     result["target"] = result["hardware"]["target"]
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():  # the run's validation curve (when its trainer recorded one)
+        run_metrics = json.loads(metrics_file.read_text())
+        if run_metrics.get("curve"):
+            result["training"] = {
+                k: run_metrics.get(k)
+                for k in ("best_epoch", "epochs_run", "stop_reason", "cooldown_start_step")
+            }
+            result["training"]["curve"] = run_metrics["curve"]
 
     if "pytorch" in variants:
         step("PyTorch model: test metrics")
@@ -410,8 +419,35 @@ def quality_markdown(result: dict, plot: str | None, plot_note: str | None) -> s
         out += [f"![quality]({Path(plot).name})", ""]
     elif plot_note:
         out += [f"_{plot_note}_", ""]
+    training = result.get("training")
+    if training:
+        out += [
+            f"Training stopped after {training['epochs_run']} epochs "
+            f"({training['stop_reason']}); best validation NDCG@10 at epoch "
+            f"{training['best_epoch']}.",
+            "",
+        ]
+        if plot:
+            out += ["![validation curve](training_curve.png)", ""]
     out.append(f"Measured in {result.get('elapsed_s')} s.")
     return "\n".join(out)
+
+
+def curve_plot(training: dict, path: Path) -> Path:
+    """Validation NDCG@10 per evaluation against training steps; the cool-down shaded."""
+    from edgerec.benchmark.plots import _figure, _save
+
+    fig, (ax,) = _figure(height=3.2)
+    curve = training["curve"]
+    ax.plot([c["step"] for c in curve], [c["valid_ndcg@10"] for c in curve], marker="o")
+    start = training.get("cooldown_start_step")
+    if start is not None and start >= 0:
+        ax.axvspan(start, curve[-1]["step"], color="grey", alpha=0.15, label="cool-down")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("valid NDCG@10")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
 
 
 def quality_plot(result: dict, path: Path) -> Path | None:
@@ -483,6 +519,8 @@ def write_quality_report(result: dict, out_dir: Path) -> dict:
     plot, note = None, None
     if plots.available():
         plot = quality_plot(result, out_dir / "quality.png")
+        if result.get("training"):
+            curve_plot(result["training"], out_dir / "training_curve.png")
     else:
         note = "matplotlib is not installed: no plot"
     atomic_write_json(out_dir / "quality.json", result)

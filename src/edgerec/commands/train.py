@@ -21,7 +21,9 @@ def train(
     epochs: int = typer.Option(None, help="Maximum epochs (early stopping may end sooner)."),
     dim: int = typer.Option(None, help="Scoring dimension d."),
     hidden: int = typer.Option(None, help="LSTM hidden size per direction."),
-    max_len: int = typer.Option(None, help="Events of history the model reads."),
+    max_len: int = typer.Option(
+        None, help="Events of history the model reads (0: the median user's history)."
+    ),
     window: int = typer.Option(None, help="Short-term window W (latest events)."),
     dropout: float = typer.Option(None, help="Dropout on the event inputs."),
     gate: str = typer.Option(
@@ -46,9 +48,32 @@ def train(
     lr: float = typer.Option(None, help="Peak learning rate (AdamW)."),
     batch_size: int = typer.Option(None, help="Training samples per step (per process)."),
     weight_decay: float = typer.Option(None, help="AdamW weight decay."),
-    warmup_steps: int = typer.Option(None, help="Linear warm-up steps before cosine decay."),
+    warmup_steps: int = typer.Option(
+        None, help="Linear warm-up steps before the constant (or cosine) lr."
+    ),
     patience: int = typer.Option(
-        None, help="Epochs without a better valid NDCG@10 before stopping."
+        None,
+        help="Epochs without a better valid NDCG@10 before the cool-down (plateau "
+        "schedule) or the stop (cosine).",
+    ),
+    schedule: str = typer.Option(
+        None,
+        help="plateau (warm-up, constant lr, cool-down when valid NDCG@10 stops improving) "
+        "or cosine (decay over --epochs).",
+    ),
+    cooldown: float = typer.Option(
+        None, help="Cool-down length as a share of the steps trained before it (0: none)."
+    ),
+    time_budget: str = typer.Option(
+        None,
+        "--time-budget",
+        help="Training time limit (600, 600s, 10m, 1.5h): cools down and stops within it, "
+        "keeping the best weights.",
+    ),
+    id_prior: float = typer.Option(
+        None,
+        help="An item seen n times weighs its ID embedding n/(n+ID_PRIOR) against its "
+        "text vector (0: full weight).",
     ),
     label_smoothing: float = typer.Option(None, help="Label smoothing of the retrieval loss."),
     behaviour_weight: float = typer.Option(None, help="Weight of the behaviour task."),
@@ -127,12 +152,15 @@ def train(
             (mcfg, "long_term", long_term),
             (mcfg, "request_time", request_time),
             (mcfg, "horizon_dropout", horizon_dropout),
+            (mcfg, "id_prior", id_prior),
             (tcfg, "epochs", epochs),
             (tcfg, "lr", lr),
             (tcfg, "batch_size", batch_size),
             (tcfg, "weight_decay", weight_decay),
             (tcfg, "warmup_steps", warmup_steps),
             (tcfg, "patience", patience),
+            (tcfg, "schedule", schedule),
+            (tcfg, "cooldown", cooldown),
             (tcfg, "label_smoothing", label_smoothing),
             (tcfg, "seed", seed),
             (tcfg, "device", device),
@@ -145,6 +173,10 @@ def train(
         ):
             if value is not None:
                 setattr(obj, name, value)
+        if time_budget is not None:
+            from edgerec.training.trainer import parse_duration
+
+            tcfg.time_budget = parse_duration(time_budget)
         if behaviour_weight is not None:
             tcfg.loss_weights = {**tcfg.loss_weights, "behaviour": behaviour_weight}
         if interest_weight is not None:

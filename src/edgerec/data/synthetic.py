@@ -57,6 +57,9 @@ class SyntheticConfig:
     favourites: int = 2  # long-term categories per user
     p_intent_from_favourites: float = 0.35  # a session's intent is often NOT a favourite
     p_follow_intent: float = 0.75  # in-session events drawn from the intent category
+    # popularity within a category ~ 1 / rank**popularity_exponent: larger values make a
+    # longer tail of rarely seen items (1.2 with 10k items: most items seen a few times)
+    popularity_exponent: float = 0.8
     seed: int = 0
 
 
@@ -89,7 +92,8 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> Dataset:
         words = rng.choice(vocab[primary[i]], size=rng.integers(2, 4), replace=False)
         titles.append(" ".join(w.capitalize() for w in words) + f" {i}")
     by_cat = [np.flatnonzero(primary == c) for c in range(C)]
-    pop = [1.0 / np.arange(1, len(ix) + 1) ** 0.8 for ix in by_cat]  # Zipf within category
+    a = cfg.popularity_exponent
+    pop = [1.0 / np.arange(1, len(ix) + 1) ** a for ix in by_cat]  # Zipf within category
     pop = [p / p.sum() for p in pop]
 
     users, items, times, ratings = [], [], [], []

@@ -328,13 +328,24 @@ def _user_params(model) -> int:
     return _param_count(model.user) + 1  # + temperature
 
 
-def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None):
-    """Train a user student by KD; returns it (eval mode) and the report."""
+# The bound a distilled user encoder must keep: validation NDCG@10 at least this share of
+# the teacher's (validation, so the choice does not select on the test set). When the
+# configured student misses it, wider students are tried (hidden ratios below, the ones
+# above the configured ratio), then the teacher itself is kept. A DistillConfig field
+# ``min_retention`` overrides the bound when the config has one.
+MIN_RETENTION = 0.97
+LARGER_HIDDEN_RATIOS = (0.75,)
+
+
+def _train_user_student(teacher, split, config, ratio: float, table, progress=None):
+    """One KD run of a student with ``ratio`` x the teacher's hidden size."""
+    from dataclasses import replace
+
     from edgerec.training.inputs import window_inputs
     from edgerec.training.samples import epoch_order, training_samples
 
-    t0 = time.perf_counter()
-    teacher = teacher.eval()
+    if hasattr(config, "__dataclass_fields__"):
+        config = replace(config, user_hidden_ratio=ratio)
     student = make_user_student(teacher, config)
     samples = training_samples(split)
     rng = np.random.default_rng(config.seed)
@@ -342,9 +353,6 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
         keep = np.sort(rng.choice(len(samples), config.max_train_prefixes, replace=False))
     else:
         keep = np.arange(len(samples))
-    with torch.no_grad():
-        table = teacher.items().float().clone()
-    table[0] = 0.0
     T = float(config.temperature)
     seq = split.sequences
     trainable = [p for p in student.parameters() if p.requires_grad]
@@ -394,45 +402,129 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
             if progress is not None:
                 progress(step, total)
     student.eval()
-
-    from edgerec.evaluation import evaluate
-
-    users = np.arange(seq.n_users)
-    t_vecs, s_vecs = [], []
-    from edgerec.training.inputs import stage_inputs
-
-    for start in range(0, len(users), 512):
-        block = users[start : start + 512]
-        inputs = stage_inputs(split, block, "test", student.cfg.max_len)
-        rgaps = _request_gaps(teacher, split, split.history_end("test")[block])
-        with torch.inference_mode():
-            tensors = [torch.from_numpy(a) for a in inputs]
-            for model, out in ((teacher, t_vecs), (student, s_vecs)):
-                enc = model.encode_users(*tensors, item_table=table, request_gaps=rgaps)
-                out.append(enc.user.numpy())
-    cos = _cosines(np.concatenate(s_vecs), np.concatenate(t_vecs))
-    teacher_m = evaluate(_scorer(teacher, split, table), split, "test")
-    student_m = evaluate(_scorer(student, split, table), split, "test")
     tenth = max(1, len(losses) // 10)
-    report = {
+    info = {
         "hidden": int(student.cfg.hidden),
-        "teacher_hidden": int(teacher.cfg.hidden),
         "student_parameters": _user_params(student),
-        "teacher_parameters": _user_params(teacher),
         "epochs": int(config.user_epochs),
         "steps": len(losses),
         "train_prefixes": int(len(keep)),
-        "temperature": T,
-        "kd_weight": float(config.kd_weight),
         "loss_first": float(np.mean(losses[:tenth])),
         "loss_last": float(np.mean(losses[-tenth:])),
+    }
+    return student, info
+
+
+def _ndcg(model, split, table, stage: str) -> dict:
+    from edgerec.evaluation import evaluate
+
+    m = evaluate(_scorer(model, split, table), split, stage)
+    return {"ndcg@10": float(m["ndcg@10"]), "hr@10": float(m["hr@10"])}
+
+
+def _ratio(student: float, teacher: float) -> float:
+    return float(student / teacher) if teacher > 0 else 1.0
+
+
+def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None):
+    """Train a user student by KD; returns the encoder to ship (eval mode) and the report.
+
+    The student must keep ``MIN_RETENTION`` of the teacher's validation NDCG@10. If it
+    does not, wider students are trained (``LARGER_HIDDEN_RATIOS``), and if none does,
+    the teacher itself is returned. The report says which (``chosen``: "student",
+    "larger student" or "teacher"), with the retention (valid and test) of the returned
+    encoder and every candidate tried; its ``student_*`` keys describe the returned one.
+    """
+    from edgerec.training.inputs import stage_inputs
+
+    t0 = time.perf_counter()
+    teacher = teacher.eval()
+    with torch.no_grad():
+        table = teacher.items().float().clone()
+    table[0] = 0.0
+    bound = float(getattr(config, "min_retention", MIN_RETENTION))
+    teacher_valid = _ndcg(teacher, split, table, "valid")
+    teacher_test = _ndcg(teacher, split, table, "test")
+    h_t = int(teacher.cfg.hidden)
+    base = float(config.user_hidden_ratio)
+    ratios = [base] + [r for r in LARGER_HIDDEN_RATIOS if r > base]
+    candidates, chosen, chosen_info = [], None, None
+    for i, ratio in enumerate(ratios):
+        if max(4, int(round(h_t * ratio))) >= h_t:
+            break  # no smaller than the teacher: keep the teacher
+        student, info = _train_user_student(teacher, split, config, ratio, table, progress)
+        valid = _ndcg(student, split, table, "valid")
+        test = _ndcg(student, split, table, "test")
+        row = {
+            **info,
+            "hidden_ratio": ratio,
+            "valid_ndcg@10": valid["ndcg@10"],
+            "test_ndcg@10": test["ndcg@10"],
+            "test_hr@10": test["hr@10"],
+            "retention": _ratio(valid["ndcg@10"], teacher_valid["ndcg@10"]),
+            "test_retention": _ratio(test["ndcg@10"], teacher_test["ndcg@10"]),
+        }
+        candidates.append(row)
+        if row["retention"] >= bound:
+            chosen = student
+            chosen_info = {**row, "chosen": "student" if i == 0 else "larger student"}
+            break
+    if chosen is None:
+        chosen = teacher
+        chosen_info = {
+            "chosen": "teacher",
+            "hidden": h_t,
+            "student_parameters": _user_params(teacher),
+            "valid_ndcg@10": teacher_valid["ndcg@10"],
+            "test_ndcg@10": teacher_test["ndcg@10"],
+            "test_hr@10": teacher_test["hr@10"],
+            "retention": 1.0,
+            "test_retention": 1.0,
+        }
+        if candidates:  # the losses of the last student tried, for the record
+            for k in ("epochs", "steps", "train_prefixes", "loss_first", "loss_last"):
+                chosen_info[k] = candidates[-1][k]
+
+    seq = split.sequences
+    users = np.arange(seq.n_users)
+    t_vecs, s_vecs = [], []
+    for start in range(0, len(users), 512):
+        block = users[start : start + 512]
+        inputs = stage_inputs(split, block, "test", chosen.cfg.max_len)
+        rgaps = _request_gaps(teacher, split, split.history_end("test")[block])
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(a) for a in inputs]
+            for model, out in ((teacher, t_vecs), (chosen, s_vecs)):
+                enc = model.encode_users(*tensors, item_table=table, request_gaps=rgaps)
+                out.append(enc.user.numpy())
+    cos = _cosines(np.concatenate(s_vecs), np.concatenate(t_vecs))
+    report = {
+        "chosen": chosen_info["chosen"],
+        "retention": chosen_info["retention"],  # valid NDCG@10, student / teacher
+        "test_retention": chosen_info["test_retention"],
+        "min_retention": bound,
+        "hidden": int(chosen_info["hidden"]),
+        "teacher_hidden": h_t,
+        "student_parameters": int(chosen_info["student_parameters"]),
+        "teacher_parameters": _user_params(teacher),
+        "epochs": int(chosen_info.get("epochs", config.user_epochs)),
+        "steps": int(chosen_info.get("steps", 0)),
+        "train_prefixes": int(chosen_info.get("train_prefixes", 0)),
+        "temperature": float(config.temperature),
+        "kd_weight": float(config.kd_weight),
         "test_users": int(len(users)),
         "test_mean_cosine": float(cos.mean()),
         "test_min_cosine": float(cos.min()),
-        "teacher_test_ndcg@10": float(teacher_m["ndcg@10"]),
-        "teacher_test_hr@10": float(teacher_m["hr@10"]),
-        "student_test_ndcg@10": float(student_m["ndcg@10"]),
-        "student_test_hr@10": float(student_m["hr@10"]),
+        "teacher_valid_ndcg@10": teacher_valid["ndcg@10"],
+        "student_valid_ndcg@10": float(chosen_info["valid_ndcg@10"]),
+        "teacher_test_ndcg@10": teacher_test["ndcg@10"],
+        "teacher_test_hr@10": teacher_test["hr@10"],
+        "student_test_ndcg@10": float(chosen_info["test_ndcg@10"]),
+        "student_test_hr@10": float(chosen_info["test_hr@10"]),
+        "candidates": candidates,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    return student, report
+    for k in ("loss_first", "loss_last"):  # absent when no student was trained
+        if k in chosen_info:
+            report[k] = float(chosen_info[k])
+    return chosen, report

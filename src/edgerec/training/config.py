@@ -27,10 +27,13 @@ class ModelConfig:
     text_dim: int = 384
     dim: int = 64  # scoring dimension d
     hidden: int = 32  # LSTM hidden size per direction (32 beat 64 on ML-100K valid)
-    max_len: int = 50
+    max_len: int = 0  # history events read; 0: from the data (training/scaling.py)
     window: int = 5  # short-term window W
     dropout: float = 0.2
     id_dropout: float = 0.1  # items trained without their ID embedding, for cold start
+    # an item seen n times adds its ID embedding scaled by n / (n + id_prior): sparse items
+    # lean on their text vector (training/scaling.py); 0: every ID embedding at full weight
+    id_prior: float = 5.0
     learn_temperature: bool = True
     # The gate: one long/short weight per user ("scalar"; "vector": per dimension), reading
     # the time from the last event to the request (request_time), trained with a share of
@@ -62,6 +65,7 @@ class ModelConfig:
         values.setdefault("long_term", "all")
         values.setdefault("request_time", False)
         values.setdefault("horizon_dropout", 0.0)
+        values.setdefault("id_prior", 0.0)  # configs written before the per-item ID weight
         if d.get("gate_context"):
             # an option of earlier versions whose gate read the gap before the last event;
             # the request-time gate replaced it, and its weights mean something else
@@ -76,13 +80,24 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10  # the cosine schedule spans them; ~8 min on ML-100K, 2 cores
+    # When training ends is decided by the validation curve, not by an epoch count.
+    # schedule "plateau": linear warm-up over warmup_steps, then a constant lr until
+    # valid NDCG@10 has not improved for `patience` evaluations (one per epoch), then a
+    # cosine cool-down over `cooldown` x the steps trained so far, then stop; the best
+    # evaluation's weights are kept. The cool-down also starts early enough to end by
+    # the epochs ceiling or by time_budget (seconds of training; 0 = none), whichever
+    # comes first. schedule "cosine" (the previous default): cosine decay spanning
+    # `epochs`, stopped after `patience` evaluations without improvement.
+    epochs: int = 100  # a ceiling: early stopping ends ML-100K runs after ~10-15
+    schedule: str = "plateau"
+    cooldown: float = 0.25  # cool-down length as a share of the steps before it (0: none)
+    time_budget: float = 0.0  # seconds; the run cools down and stops within it
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 200
     clip_norm: float = 1.0
-    min_lr_ratio: float = 0.0  # cosine decay ends at lr * min_lr_ratio
+    min_lr_ratio: float = 0.0  # the cool-down (or cosine decay) ends at lr * min_lr_ratio
     label_smoothing: float = 0.0
     mask_seen: bool = True  # take a user's earlier items out of the softmax, as evaluation does
     future_targets: int = 3  # also predict the next K items after the target (0: off)
@@ -110,4 +125,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in d.items() if k in known}
+        if "epochs" in values and "schedule" not in values:
+            values["schedule"] = "cosine"  # configs written before the plateau schedule
+        return cls(**values)

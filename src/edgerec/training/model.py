@@ -66,6 +66,10 @@ class ItemTower(nn.Module):
         nn.init.normal_(self.id_emb.weight, std=0.02)
         with torch.no_grad():
             self.id_emb.weight[0].zero_()
+        if cfg.id_prior > 0:
+            # n / (n + id_prior) per item from its training interactions (set by the
+            # trainer; saved with the weights), so sparse items lean on their text vector
+            self.register_buffer("id_scale", torch.ones(cfg.n_items + 1))
 
     def project_text(self, text: torch.Tensor) -> torch.Tensor:
         """Text-only item vector: what a cold item gets from the exported text encoder."""
@@ -75,6 +79,9 @@ class ItemTower(nn.Module):
         """Vectors of ``items`` (any shape) or of the whole table (n_items+1, dim)."""
         text = self.text_embeddings if items is None else self.text_embeddings[items]
         ids = self.id_emb.weight if items is None else self.id_emb(items)
+        if self.cfg.id_prior > 0:
+            scale = self.id_scale if items is None else self.id_scale[items]
+            ids = ids * scale.unsqueeze(-1)
         use_text = "text" not in self.cfg.ablate
         use_id = "id" not in self.cfg.ablate
         vec = torch.zeros_like(ids)

@@ -24,7 +24,7 @@ from edgerec.data.schema import Dataset
 from edgerec.data.split import leave_one_out
 from edgerec.errors import EdgerecError
 from edgerec.io import atomic_directory, atomic_write_json, recover_directory
-from edgerec.training import distributed
+from edgerec.training import distributed, scaling
 from edgerec.training.checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -91,19 +91,31 @@ def validate_configs(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     for name, value in (
         ("epochs", train_cfg.epochs),
         ("batch_size", train_cfg.batch_size),
-        ("max_len", model_cfg.max_len),
+        ("max_len", model_cfg.max_len or 1),  # 0: from the data
         ("window", model_cfg.window),
         ("dim", model_cfg.dim),
         ("hidden", model_cfg.hidden),
     ):
         if value < 1:
             raise EdgerecError(f"{name} must be >= 1, got {value}")
+    if model_cfg.max_len < 0:
+        raise EdgerecError(f"max_len must be >= 1 (or 0: from the data), got {model_cfg.max_len}")
+    if model_cfg.id_prior < 0:
+        raise EdgerecError(f"id_prior must be >= 0, got {model_cfg.id_prior}")
     if not 0.0 <= model_cfg.dropout < 1.0:
         raise EdgerecError(f"dropout must be in [0, 1), got {model_cfg.dropout}")
     if not 0.0 <= model_cfg.horizon_dropout < 1.0:
         raise EdgerecError(f"horizon_dropout must be in [0, 1), got {model_cfg.horizon_dropout}")
     if train_cfg.lr <= 0:
         raise EdgerecError(f"lr must be > 0, got {train_cfg.lr}")
+    if train_cfg.schedule not in ("plateau", "cosine"):
+        raise EdgerecError(f"schedule must be plateau or cosine, got {train_cfg.schedule!r}")
+    if not 0.0 <= train_cfg.cooldown <= 1.0:
+        raise EdgerecError(f"cooldown must be in [0, 1], got {train_cfg.cooldown}")
+    if not train_cfg.time_budget >= 0:
+        raise EdgerecError(f"time_budget must be >= 0 seconds, got {train_cfg.time_budget}")
+    if train_cfg.patience < 1:
+        raise EdgerecError(f"patience must be >= 1, got {train_cfg.patience}")
 
 
 # --------------------------------------------------------------------------- text
@@ -208,17 +220,51 @@ def total_loss(parts: dict, train_cfg: TrainConfig, model):
     return L.combine(grouped, train_cfg.loss_weights, log_vars)
 
 
-def lr_lambda(train_cfg: TrainConfig, total_steps: int):
+def lr_lambda(train_cfg: TrainConfig, total_steps: int, phase: dict | None = None):
+    """The lr multiplier at each optimizer step.
+
+    "cosine": warm-up, then cosine decay over ``total_steps``. "plateau": warm-up, then
+    constant until the trainer starts the cool-down (``phase["cooldown_start"]`` >= 0, a
+    step), then cosine decay over ``phase["cooldown_steps"]``; the trainer decides when
+    from the validation curve, so nothing here assumes a number of epochs.
+    """
     warm = max(int(train_cfg.warmup_steps), 0)
     floor = float(train_cfg.min_lr_ratio)
+
+    def decay(progress: float) -> float:
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     def f(step: int) -> float:
         if warm and step < warm:
             return (step + 1) / warm
-        progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if train_cfg.schedule == "cosine":
+            return decay((step - warm) / max(total_steps - warm, 1))
+        start = -1 if phase is None else phase.get("cooldown_start", -1)
+        if start < 0 or step < start:
+            return 1.0
+        return decay((step - start) / max(phase.get("cooldown_steps", 1), 1))
 
     return f
+
+
+def parse_duration(text: str | float | int | None) -> float:
+    """Seconds from ``600``, ``"600s"``, ``"10m"``, ``"1.5h"``; 0 for None/empty."""
+    if text is None or text == "":
+        return 0.0
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        raw = str(text).strip().lower()
+        unit = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(raw[-1:], None)
+        try:
+            value = float(raw[:-1] if unit else raw) * (unit or 1.0)
+        except ValueError:
+            raise EdgerecError(
+                f"time budget {text!r}: expected seconds, or a number with s, m or h"
+            ) from None
+    if not math.isfinite(value) or value < 0:
+        raise EdgerecError(f"time budget {text!r}: must be >= 0")
+    return value
 
 
 def make_optimizer(model, train_cfg: TrainConfig):
@@ -471,6 +517,9 @@ def _train(
 
     t_start = time.perf_counter()
     split = leave_one_out(dataset)
+    data_shape = scaling.data_shape(split)
+    if model_cfg.max_len == 0:  # the rule in training/scaling.py
+        model_cfg.max_len = scaling.max_len_rule(data_shape)
     samples = training_samples(split)
     if len(samples) == 0:
         raise EdgerecError(f"{dataset.name}: no training samples (users need >= 4 events)")
@@ -500,6 +549,10 @@ def _train(
     model = InterestModel(model_cfg)
     with torch.no_grad():
         model.items.text_embeddings[1:] = torch.from_numpy(text_emb)
+        if model_cfg.id_prior > 0:
+            counts = scaling.item_counts(split, model_cfg.n_items)
+            scale = scaling.id_scale(counts, model_cfg.id_prior)
+            model.items.id_scale.copy_(torch.from_numpy(scale))
     model.task_log_vars.requires_grad_(train_cfg.uncertainty_weighting)
     model.to(device)
 
@@ -535,7 +588,9 @@ def _train(
     batches_per_epoch = len(batches_of(0))
     total_steps = batches_per_epoch * train_cfg.epochs
     opt = make_optimizer(model, train_cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train_cfg, total_steps))
+    # the plateau schedule's cool-down, decided as training goes (checkpointed in state)
+    phase = {"cooldown_start": -1, "cooldown_steps": 0}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train_cfg, total_steps, phase))
 
     config = {
         "model": model_cfg.to_dict(),
@@ -547,25 +602,55 @@ def _train(
             "sampled_softmax": sampled,
             "world_size": dist.world,
             "device": device.type,
+            "steps_per_epoch": batches_per_epoch,
+            **({"data_shape": data_shape} if data_shape else {}),
         },
     }
-    state = {"epoch": 0, "best_epoch": -1, "best_ndcg": -1.0, "bad_epochs": 0, "history": []}
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "best_epoch": -1,
+        "best_step": 0,
+        "best_ndcg": -1.0,
+        "bad_epochs": 0,
+        "cooldown_start": -1,
+        "cooldown_steps": 0,
+        "stop_reason": None,
+        "history": [],
+    }
     if resume:
         loaded = load_checkpoint(out_dir, model, opt, sched, device)
         if loaded is not None:
-            state = {k: loaded[k] for k in state}
-            state["history"] = loaded["history"]
+            state = {k: loaded.get(k, v) for k, v in state.items()}
+            if "step" not in loaded:  # checkpoints of whole epochs before steps were kept
+                state["step"] = state["epoch"] * batches_per_epoch
     elif dist.is_main:
         if (out_dir / CHECKPOINT_DIR).exists() or (out_dir / MODEL_FILE).exists():
             raise RunError(f"{out_dir}: already holds a run; pass resume=True or a new folder")
         write_run_files(out_dir, config=config, catalog=catalog_dict(dataset))
     distributed.barrier(dist)
+    phase.update(cooldown_start=state["cooldown_start"], cooldown_steps=state["cooldown_steps"])
+
+    plateau = train_cfg.schedule == "plateau"
+    budget = float(train_cfg.time_budget)
+    share = float(train_cfg.cooldown)
+
+    def start_cooldown(step: int, steps: int) -> None:
+        steps = max(1, min(steps, total_steps - step))
+        state.update(cooldown_start=step, cooldown_steps=steps, bad_epochs=0)
+        phase.update(cooldown_start=step, cooldown_steps=steps)
 
     bar = _Progress(show, train_cfg.epochs, batches_per_epoch)
     elapsed_before = sum(h.get("seconds", 0.0) for h in state["history"])
-    stopped_early = False
+    t_loop = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + (time.perf_counter() - t_loop)
+
     try:
         for epoch in range(state["epoch"], train_cfg.epochs):
+            if state["stop_reason"]:
+                break
             t_epoch = time.perf_counter()
             cpu_epoch = time.process_time()
             torch.manual_seed(train_cfg.seed * 100_003 + epoch * 101 + dist.rank)
@@ -573,6 +658,7 @@ def _train(
             step_module.train()
             sums = dict.fromkeys(LOSS_NAMES, 0.0)
             counts = dict.fromkeys(LOSS_NAMES, 0)
+            stop_now = None  # a reason to stop inside the epoch
             for index in batches_of(epoch):
                 b = builder(index)
                 tensors = [
@@ -607,6 +693,24 @@ def _train(
                     sums[k] += float(v.detach())
                     counts[k] += 1
                 bar.step({k: sums[k] / counts[k] for k in parts})
+                state["step"] += 1
+                step = state["step"]
+                # time: rank 0's clock decides for every rank
+                spent = elapsed() if budget > 0 else 0.0
+                if budget > 0 and dist.enabled:
+                    spent = distributed.broadcast_floats(dist, [spent], device)[0]
+                if plateau and state["cooldown_start"] < 0 and share > 0:
+                    if step * (1.0 + share) >= total_steps:  # end the cool-down at the ceiling
+                        start_cooldown(step, total_steps - step)
+                    elif budget > 0 and spent >= 0.95 * budget / (1.0 + share):
+                        start_cooldown(step, math.ceil(share * step))
+                cool = state["cooldown_start"]
+                if plateau and cool >= 0 and step >= cool + state["cooldown_steps"]:
+                    stop_now = "cooldown_done"
+                elif budget > 0 and spent >= budget:
+                    stop_now = "time_budget"
+                if stop_now:
+                    break
             names = [k for k in LOSS_NAMES if counts[k]]
             means = distributed.mean_floats(dist, [sums[k] / counts[k] for k in names], device)
             epoch_losses = dict(zip(names, means, strict=True))
@@ -619,7 +723,8 @@ def _train(
             ndcg = distributed.broadcast_floats(dist, [valid.get("ndcg@10", 0.0)], device)[0]
             improved = ndcg > state["best_ndcg"]
             if improved:
-                state.update(best_ndcg=ndcg, best_epoch=epoch, bad_epochs=0)
+                state.update(best_ndcg=ndcg, best_epoch=epoch, best_step=state["step"])
+                state["bad_epochs"] = 0
                 if dist.is_main:
                     save_weights(out_dir / MODEL_FILE, model)
             else:
@@ -628,15 +733,27 @@ def _train(
             state["history"].append(
                 {
                     "epoch": epoch + 1,
+                    "step": state["step"],
+                    "partial": stop_now is not None,
                     "losses": epoch_losses,
                     "valid": valid,
                     "lr": sched.get_last_lr()[0],
+                    "cooldown": state["cooldown_start"] >= 0,
                     "seconds": seconds,
+                    "elapsed": elapsed(),
                     "cpu_seconds": time.process_time() - cpu_epoch,
                 }
             )
             state["epoch"] = epoch + 1
-            stop = state["bad_epochs"] >= train_cfg.patience
+            if stop_now:
+                state["stop_reason"] = stop_now
+            elif state["bad_epochs"] >= train_cfg.patience:
+                if plateau and share > 0 and state["cooldown_start"] < 0:
+                    start_cooldown(state["step"], math.ceil(share * state["step"]))
+                elif not plateau or share == 0:
+                    state["stop_reason"] = "patience"
+            if not state["stop_reason"] and state["epoch"] >= train_cfg.epochs:
+                state["stop_reason"] = "epochs"
             if dist.is_main:
                 save_checkpoint(out_dir, model, opt, sched, state)
             distributed.barrier(dist)
@@ -644,11 +761,11 @@ def _train(
             bar.end_epoch(
                 f"epoch {epoch + 1:3d}  {loss_txt}  valid ndcg@10 {ndcg:.4f} "
                 f"hr@10 {valid.get('hr@10', 0.0):.4f}  {seconds:.0f}s"
-                + ("  *" if improved else ""),
+                + ("  *" if improved else "")
+                + (f"  ({state['stop_reason']})" if state["stop_reason"] else ""),
                 epoch + 1,
             )
-            if stop:
-                stopped_early = True
+            if state["stop_reason"]:
                 break
             if stop_after_epochs is not None and state["epoch"] >= stop_after_epochs:
                 return {"interrupted": True, "epoch": state["epoch"]}
@@ -667,9 +784,14 @@ def _train(
             "dataset": dataset.name,
             "model": "edgerec",
             "best_epoch": state["best_epoch"] + 1,
+            "best_step": state["best_step"],
             "epochs_run": state["epoch"],
-            "stopped_early": stopped_early,
+            "steps_run": state["step"],
+            "stopped_early": state["stop_reason"] != "epochs",
+            "stop_reason": state["stop_reason"],
+            "cooldown_start_step": state["cooldown_start"],
             **result,
+            "curve": validation_curve(state["history"]),
             "history": state["history"],
             "train_seconds": train_seconds,
             "train_cpu_seconds": sum(h.get("cpu_seconds", 0.0) for h in state["history"]),
@@ -677,3 +799,21 @@ def _train(
         atomic_write_json(out_dir / METRICS_FILE, metrics)
     distributed.barrier(dist)
     return metrics
+
+
+def validation_curve(history: list[dict]) -> list[dict]:
+    """One row per evaluation: epoch, step, valid NDCG@10, main-task loss, seconds so far."""
+    rows, total = [], 0.0
+    for h in history:
+        total += h.get("seconds", 0.0)
+        rows.append(
+            {
+                "epoch": h["epoch"],
+                "step": h.get("step"),
+                "valid_ndcg@10": h["valid"].get("ndcg@10"),
+                "loss": h["losses"].get("retrieval"),
+                "seconds": round(h.get("elapsed", total), 2),
+                "cooldown": h.get("cooldown", False),
+            }
+        )
+    return rows
