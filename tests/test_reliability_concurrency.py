@@ -61,7 +61,7 @@ def bundle():
 
 @pytest.mark.parametrize(
     ("scoring", "threads", "per_thread"),
-    [("auto", 8, 300), ("int8", 4, 100), ("ort-topk", 4, 100)],
+    [("auto", 8, 300), ("int8", 4, 100), ("topk", 4, 100)],
 )
 def test_threads_answer_exactly_like_serial_calls(bundle, scoring, threads, per_thread):
     rec = Recommender.load(bundle, providers="cpu", threads=1, scoring=scoring)

@@ -1,6 +1,6 @@
 """Resource bounds: oversized input is a clear ValueError, not an out-of-memory death.
 
-The limits (``edgerec.runtime.inputs``): events per history (MAX_HISTORY), histories per
+The limits (``edgerec.runtime.requests``): events per history (MAX_HISTORY), histories per
 batch (MAX_BATCH) and events per batch (MAX_BATCH_EVENTS), recommendations per call
 (MAX_RESULTS), ids per candidates/exclude/add/remove argument (MAX_IDS), rows the catalog
 may grow to (MAX_CATALOG_ROWS), and characters of item text the tokenizer reads. Inputs
@@ -17,7 +17,7 @@ import pytest
 from reliability_helpers import real_bundle
 
 from edgerec.runtime import Recommender
-from edgerec.runtime import inputs as I
+from edgerec.runtime import requests as I
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +143,13 @@ def test_add_and_remove_are_bounded(fresh):
 
 
 def test_the_catalog_cannot_grow_past_its_row_limit(fresh, monkeypatch):
-    rows = fresh._state_ref.catalog.n_rows
+    rows = fresh.n_items + 1  # the catalog's rows: the items and the padding row
     monkeypatch.setattr(I, "MAX_CATALOG_ROWS", rows + 5)
     assert fresh.add_items([1001, 1002, 1003], ["a", "b", "c"]) == 3
-    version = fresh._state_ref.catalog.version
+    before = fresh.item_ids
     with pytest.raises(ValueError, match=rf"item_ids: the catalog would exceed {rows + 5} rows"):
         fresh.add_items([2001, 2002, 2003], ["a", "b", "c"])
-    assert fresh._state_ref.catalog.version == version and 2001 not in fresh
+    assert fresh.item_ids == before and 2001 not in fresh
 
 
 def test_a_gigantic_item_text_is_cut_before_tokenizing(fresh):

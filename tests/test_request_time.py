@@ -43,7 +43,8 @@ def a_history(ds, split, user: int = 3):
 def test_exported_graph_takes_the_request_gap_and_passed_parity(world):
     bundle, *_ = world
     rec = Recommender.load(bundle, providers="cpu")
-    assert "request_gaps" in {i.name for i in rec._user_main.session.get_inputs()}
+    assert rec.manifest.request_time
+    assert "now" in {i.name for i in rec.sessions["recommend"].get_inputs()}
     parity = rec.manifest.raw["parity"]["user_encoder"]
     assert parity["max_abs_user"] < 1e-4
 
@@ -124,27 +125,10 @@ def test_bundles_without_the_request_input_ignore_now(tmp_path: Path):
     make_tiny_bundle(bundle, run_dir=run, precisions=("fp32",), distill=False)
     rec = Recommender.load(bundle, providers="cpu")
     assert not rec.manifest.request_time
-    ids = list(rec._state_ref.catalog.ids[1:6])
+    ids = rec.item_ids[:5]
     a = rec.recommend(ids, timestamps=[0, 10, 20, 30, 40], now=50)
     b = rec.recommend(ids, timestamps=[0, 10, 20, 30, 40], now=50 + 30 * DAY)
     assert a.item_ids == b.item_ids and a.gate == b.gate
-
-
-def test_manifest_and_graph_must_agree_on_the_request_input(world, tmp_path):
-    import json
-    import shutil
-
-    from edgerec.errors import BundleError
-
-    bundle, *_ = world
-    copy = tmp_path / "b"
-    shutil.copytree(bundle, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    assert manifest["request_time"] is True
-    manifest["request_time"] = False
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="request_time = false but the graph takes"):
-        Recommender.load(copy, providers="cpu")
 
 
 def test_user_distillation_feeds_the_request_times_to_teacher_and_student(world, monkeypatch):
@@ -171,12 +155,32 @@ def test_user_distillation_feeds_the_request_times_to_teacher_and_student(world,
     assert report["student_test_ndcg@10"] >= 0.0
 
 
-def test_the_usual_request_path_answers_like_the_general_path_with_the_request_time(world):
-    from runtime_helpers import assert_usual_path_answers_like_the_general_path
-
+def test_single_batch_and_scorer_paths_agree_with_the_request_time(world):
+    """The recommend graph for one history and for a batch, and the user-encoder graph
+    with the device scorer, give the same items and scores within float rounding."""
     bundle, ds, *_ = world
-    fused = Recommender.load(bundle, providers="cpu", threads=1)
-    apart = Recommender.load(bundle, providers="cpu", threads=1, fuse_topk=False)
-    assert fused.fused_topk and fused._request_input
+    one = Recommender.load(bundle, providers="cpu", threads=1)
+    other = Recommender.load(bundle, providers="cpu", threads=1, scoring="topk")
     ids = [int(i) for i in ds.catalog.item_ids]
-    assert_usual_path_answers_like_the_general_path(fused, apart, ids, 120)
+    rng = np.random.default_rng(7)
+    requests = []
+    for _ in range(60):
+        n = int(rng.integers(1, 45))
+        history = [ids[j] for j in rng.integers(0, len(ids), n)]
+        ts = np.sort(rng.integers(0, 10**7, n)).tolist()
+        requests.append((history, ts, ts[-1] + int(rng.integers(0, 10 * DAY))))
+    batch = one.recommend_batch(
+        [h for h, _, _ in requests],
+        k=10,
+        timestamps=[t for _, t, _ in requests],
+        now=[w for _, _, w in requests],
+    )
+    for (history, ts, now), together in zip(requests, batch, strict=True):
+        alone = one.recommend(history, k=10, timestamps=ts, now=now)
+        scored = other.recommend(history, k=10, timestamps=ts, now=now)
+        for got in (together, scored):
+            assert got.item_ids == alone.item_ids
+            np.testing.assert_allclose(
+                [r.score for r in got], [r.score for r in alone], rtol=0, atol=1e-5
+            )
+            assert got.gate == pytest.approx(alone.gate, abs=1e-6)

@@ -32,7 +32,7 @@ def test_auto_on_the_cpu_build_uses_cpu(bundle):
     if CUDA in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
     rec = Recommender.load(bundle)
-    assert rec.providers == (CPU,) and rec.device == "cpu" and rec.scoring == "numpy"
+    assert rec.providers == (CPU,) and rec.device == "cpu" and rec.scoring == "graph"
 
 
 def test_auto_with_cuda_listed_but_not_working_falls_back_to_cpu_and_says_so(bundle, gpu_build):
@@ -84,7 +84,7 @@ def test_cuda_path_keeps_the_matrix_on_the_device_with_io_binding(bundle, gpu_bu
 
     monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(on_device))
     rec = Recommender.load(bundle, providers="cuda")
-    assert rec.device == "cuda" and rec.providers[0] == CUDA and rec.scoring == "ort-topk"
+    assert rec.device == "cuda" and rec.providers[0] == CUDA and rec.scoring == "topk"
     assert ("cuda", (41, 8)) in placed  # the whole item matrix went to the device once
     n_placed = len(placed)
     got = rec.recommend_batch([HISTORY, [101], []], k=5)
@@ -106,7 +106,9 @@ def test_cuda_without_device_memory_is_a_clear_error(bundle, gpu_build, monkeypa
 
 def test_threads_setting_reaches_the_sessions(bundle):
     rec = Recommender.load(bundle, providers="cpu", threads=1)
-    assert rec._user_main.session.get_session_options().intra_op_num_threads == 1
+    assert all(
+        s.get_session_options().intra_op_num_threads == 1 for s in rec.sessions.values()
+    )
     assert rec.threads == 1
     assert np.isfinite(rec.user_vector(HISTORY).vector).all()
 
@@ -128,17 +130,17 @@ def test_gpu_recommender_encodes_small_batches_on_the_cpu(bundle, gpu_build, mon
 
     auto = Recommender.load(bundle, providers="cuda")
     assert auto.device == "cuda" and auto.user_encoder == "auto"
-    assert auto._user_for(1).device == "cpu"
-    assert auto._user_for(GPU_ENCODE_MIN_BATCH - 1).device == "cpu"
-    assert auto._user_for(GPU_ENCODE_MIN_BATCH).device == "cuda"
+    assert auto.encoder_device(1) == "cpu"
+    assert auto.encoder_device(GPU_ENCODE_MIN_BATCH - 1) == "cpu"
+    assert auto.encoder_device(GPU_ENCODE_MIN_BATCH) == "cuda"
     assert [r.item_ids for r in auto.recommend_batch(histories, k=5)] == want
     assert auto.recommend(HISTORY, k=5).item_ids == want[0]
 
     device = Recommender.load(bundle, providers="cuda", user_encoder="device")
-    assert device._user_for(1).device == "cuda"
+    assert device.encoder_device(1) == "cuda"
     assert device.recommend(HISTORY, k=5).item_ids == want[0]
     forced = Recommender.load(bundle, providers="cuda", user_encoder="cpu")
-    assert forced._user_for(10**6).device == "cpu"
+    assert forced.encoder_device(10**6) == "cpu"
     assert [r.item_ids for r in forced.recommend_batch(histories, k=5)] == want
 
 

@@ -97,49 +97,96 @@ def recommend(
     table.add_column("#", justify="right")
     table.add_column("item")
     table.add_column("title")
-    table.add_column("score", justify="right")
+    table.add_column("popularity" if result.fallback else "score", justify="right")
     for i, r in enumerate(result, 1):
-        table.add_row(str(i), str(r.item_id), r.title or "", f"{r.score:.4f}")
+        score = f"{r.score:,.0f} events" if result.fallback else f"{r.score:.4f}"
+        table.add_row(str(i), str(r.item_id), r.title or "", score)
     console.print(table)
     if result.fallback:
-        console.print(f"fallback: {result.fallback} (no known item in the history)")
+        console.print(
+            "popularity fallback: no known item in the history; the column counts "
+            "each item's training events"
+        )
     else:
         side = "long-term" if result.gate >= 0.5 else "short-term"
         console.print(f"gate {result.gate:.3f}: {side} interests lead")
     if result.unknown_items:
         shown = ", ".join(str(x) for x in result.unknown_items[:10])
         console.print(f"ignored {result.n_unknown} unknown item id(s): {shown}")
+    if result.unknown_behaviours:
+        shown = ", ".join(str(x) for x in dict.fromkeys(result.unknown_behaviours))
+        console.print(
+            f"behaviour(s) {shown} are not in the bundle's vocabulary "
+            f"({', '.join(rec.manifest.behaviour_vocab)}): read as "
+            f"{rec.manifest.behaviour_vocab[0]!r}"
+        )
     console.print(f"[dim]{rec.precision} on {rec.providers[0]}[/dim]")
 
 
-def _summary(value, limit: int = 160) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _figures(raw: dict) -> list[tuple[str, str]]:
+    """The export's headline figures, one line each (the full ones are in --json)."""
+    rows = []
+    parity = raw.get("parity") or {}
+    user = parity.get("user_encoder") or {}
+    if user:
+        rows.append(
+            (
+                "parity",
+                f"max |user - PyTorch| {user.get('max_abs_user', float('nan')):.2g}, identical "
+                f"top-10 {user.get('top10_identical', float('nan')):.1%} of {user.get('users')} users",
+            )
+        )
+    quality = raw.get("quality") or {}
+    for precision in ("fp32", "int8", "fp16"):
+        q = quality.get(precision)
+        if isinstance(q, dict) and "ndcg@10" in q:
+            rows.append(
+                (f"test {precision}", f"NDCG@10 {q['ndcg@10']:.4f}, HR@10 {q['hr@10']:.4f}")
+            )
+    for role, d in (raw.get("distillation") or {}).items():
+        if isinstance(d, dict) and "student_test_ndcg@10" in d:
+            rows.append(
+                (
+                    f"distilled {role}",
+                    f"NDCG@10 {d['student_test_ndcg@10']:.4f} (teacher {d['teacher_test_ndcg@10']:.4f})",
+                )
+            )
+    source = raw.get("source") or {}
+    if source:
+        rows.append(("source", f"{source.get('dataset')} from {source.get('run')}"))
+    return rows
 
 
 def inspect(
-    bundle: Path = typer.Argument(..., help="Bundle directory."),
+    bundle: Path = typer.Argument(..., help="Bundle directory.", metavar="BUNDLE"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show a bundle's manifest and verify every file's size and sha256.
+    """Show a bundle and verify it fully, as Recommender.load does, for every precision:
+    each file's size and sha256, the arrays' shapes and dtypes, and every graph loaded by
+    onnxruntime with its interface checked.
 
-    Exits with status 2 if any file fails verification.
+    Exits with status 2 and the loader's message if anything fails.
 
     Example: edgerec inspect bundle/
     """
     from edgerec.errors import BundleError
-    from edgerec.runtime.bundle import check_files, read_manifest
+    from edgerec.runtime.bundle import check_files, read_manifest, verify_all
 
     manifest = read_manifest(bundle)
     checks = check_files(bundle, manifest)
-    bad = [c for c in checks if not c.ok]
+    try:
+        verify_all(bundle)
+        problem = None
+    except BundleError as e:
+        problem = str(e)
     if as_json:
         out = {
             "manifest": dict(manifest.raw),
             "files": [
                 {"name": c.name, "size": c.size, "ok": c.ok, "problem": c.problem} for c in checks
             ],
-            "verified": not bad,
+            "verified": problem is None,
+            "problem": problem,
         }
         typer.echo(json.dumps(out, indent=2, default=str))
     else:
@@ -154,25 +201,18 @@ def inspect(
         rows = [
             ("format", f"{manifest.raw.get('format')} v{manifest.format_version}"),
             ("edgerec", manifest.edgerec_version),
-            ("created", manifest.created_at),
-            (
-                "dims",
-                f"dim {d.dim}, {d.n_items} items, max history {d.max_len}, window {d.window}",
-            ),
+            ("dims", f"dim {d.dim}, {d.n_items} items, max history {d.max_len}, window {d.window}"),
             ("behaviours", ", ".join(manifest.behaviour_vocab)),
             (
                 "precisions",
                 f"{', '.join(manifest.precisions)} (default {manifest.default_precision})",
             ),
-            ("item matrix", f"{manifest.item_matrix.file} ({manifest.item_matrix.dtype})"),
-            ("opset / IR", f"{manifest.opset} / {manifest.ir_version}"),
+            ("item matrix", f"{manifest.item_matrix['file']} ({manifest.item_matrix['dtype']})"),
         ]
         for role, variants in manifest.graphs.items():
             rows.append((role, ", ".join(f"{p}: {f}" for p, f in variants.items())))
-        for key in ("parity", "quality", "distillation", "source"):
-            if key in manifest.raw:
-                rows.append((key, _summary(manifest.raw[key])))
-        for key, value in rows:
+        rows.append(("scorers", ", ".join(manifest.scorers.values())))
+        for key, value in rows + _figures(dict(manifest.raw)):
             table.add_row(key, str(value))
         console.print(table)
         files = Table(title="files")
@@ -185,11 +225,9 @@ def inspect(
             status = "[green]ok[/green]" if c.ok else f"[red]{c.problem}[/red]"
             files.add_row(c.name, f"{c.size:,}", sha, status)
         console.print(files)
-    if bad:
-        raise BundleError(
-            f"{bundle}: {len(bad)} file(s) failed verification: "
-            + "; ".join(f"{c.name}: {c.problem}" for c in bad)
-        )
+        console.print("verified" if problem is None else f"[red]not verified: {problem}[/red]")
+    if problem is not None:
+        raise BundleError(problem)
 
 
 def _cpu() -> dict:
@@ -237,22 +275,22 @@ def _gpu() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+# y = x + x over a float vector of 2: the smallest real graph, serialized by onnx.helper
+_ADD_GRAPH = bytes.fromhex(
+    "08073a350a0e0a01780a017812017922034164641201675a0f0a0178120a0a08080112040a020802620f"
+    "0a0179120a0a08080112040a02080242040a00100d"
+)
+
+
 def _provider_works(name: str) -> tuple[bool, str]:
     """Create and run a one-node session on ``name`` alone; it must really run there."""
     import numpy as np
     import onnxruntime as ort
 
-    from edgerec.runtime import onnxproto as P
-
-    graph = P.model(
-        [P.node("Add", ["x", "x"], ["y"])],
-        [P.value_info("x", P.FLOAT, [2])],
-        [P.value_info("y", P.FLOAT, [2])],
-    )
     so = ort.SessionOptions()
     so.log_severity_level = 4
     try:
-        sess = ort.InferenceSession(graph, so, providers=[name])
+        sess = ort.InferenceSession(_ADD_GRAPH, so, providers=[name])
         if sess.get_providers()[0] != name:
             return False, f"session fell back to {sess.get_providers()[0]}"
         y = sess.run(None, {"x": np.ones(2, np.float32)})[0]

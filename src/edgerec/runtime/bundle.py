@@ -80,8 +80,15 @@ INTERFACES["topk_fp16"] = (
     {**INTERFACES["topk"][0], "items": (_F16, 2), "bias": (_F16, 2)},
     INTERFACES["topk"][1],
 )
-# the output whose last axis is the scoring dimension, per role
-_DIM_OUTPUT = {"recommend": "user", "user_encoder": "user", "text_encoder": "item_vector"}
+# the inputs and outputs whose last axis is the scoring dimension, per role
+_DIM_VALUES = {
+    "recommend": ("item_matrix", "user"),
+    "user_encoder": ("item_matrix", "user"),
+    "text_encoder": ("item_vector",),
+    "shortlist": ("user_q",),
+    "topk": ("user", "items"),
+    "topk_fp16": ("user", "items"),
+}
 
 
 @dataclass(frozen=True)
@@ -447,11 +454,11 @@ def check_interface(session, role: str, name: str, dim: int) -> None:
                     f"{kind} {key!r} is {value.type} of rank {len(value.shape)}, "
                     f"expected {dtype} of rank {rank}",
                 )
-    check = _DIM_OUTPUT.get(role)
-    if check is not None:
-        last = {v.name: v.shape for v in session.get_outputs()}[check][-1]
+    shapes = {v.name: v.shape for v in (*session.get_inputs(), *session.get_outputs())}
+    for key in _DIM_VALUES[role]:
+        last = shapes[key][-1]
         if isinstance(last, int) and last != dim:
-            raise _fail(name, f"output {check!r} has dimension {last}, the manifest says {dim}")
+            raise _fail(name, f"{key!r} has dimension {last}, the manifest says {dim}")
 
 
 # --- the whole bundle -------------------------------------------------------------------
@@ -471,8 +478,10 @@ def parse_item_ids(obj: object, name: str, n_items: int) -> ItemIds:
     if id_type not in ("int", "str"):
         raise _fail(name, f"id_type must be 'int' or 'str', got {id_type!r}")
     ids = obj.get("ids")
-    if not isinstance(ids, list) or len(ids) != n_items:
-        raise _fail(name, f"ids must be a list of n_items = {n_items} ids")
+    if not isinstance(ids, list):
+        raise _fail(name, "ids must be a list")
+    if len(ids) != n_items:
+        raise _fail(name, f"{len(ids)} ids but the manifest says n_items = {n_items}")
     kind = int if id_type == "int" else str
     for i, x in enumerate(ids):
         if isinstance(x, bool) or not isinstance(x, kind):
@@ -524,11 +533,13 @@ def verify(path: Path | str, graph_files: set[str] | None = None) -> BundleData:
         check_onnx(contents[name], name)
     spec = m.item_matrix
     items = parse_npy(contents[spec["file"]], spec["file"])
-    if items.dtype != np.dtype(spec["dtype"]) or items.shape != (dims.n_items + 1, dims.dim):
+    if items.dtype != np.dtype(spec["dtype"]):
+        raise _fail(spec["file"], f"dtype is {items.dtype}, the manifest says {spec['dtype']}")
+    if items.shape != (dims.n_items + 1, dims.dim):
         raise _fail(
             spec["file"],
-            f"{items.dtype} of shape {items.shape}, the manifest says "
-            f"{spec['dtype']} of (n_items + 1, dim) = ({dims.n_items + 1}, {dims.dim})",
+            f"shape is {items.shape}, expected (n_items + 1, dim) = "
+            f"({dims.n_items + 1}, {dims.dim})",
         )
     if items.dtype.kind == "f" and not np.isfinite(items).all():
         raise _fail(spec["file"], "contains NaN or infinite values")
@@ -570,6 +581,28 @@ def verify(path: Path | str, graph_files: set[str] | None = None) -> BundleData:
         graphs=MappingProxyType({f: contents[f] for f in wanted}),
         tokenizer_json=tokenizer_json,
     )
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    name: str
+    size: int
+    ok: bool
+    problem: str
+
+
+def check_files(root: Path | str, manifest: Manifest) -> list[FileCheck]:
+    """Size and sha256 of every listed file, without stopping at the first failure (the
+    per-file table of ``edgerec inspect``)."""
+    root = bundle_root(root)
+    out = []
+    for name, entry in manifest.files.items():
+        try:
+            read_verified(root, name, entry, keep=False)
+            out.append(FileCheck(name, entry.size, True, ""))
+        except BundleError as e:
+            out.append(FileCheck(name, entry.size, False, str(e).split(": ", 1)[-1]))
+    return out
 
 
 def verify_all(path: Path | str) -> BundleData:

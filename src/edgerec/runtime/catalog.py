@@ -13,7 +13,7 @@ Dense row 0 is padding; item ``i`` of the bundle is row ``i``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -37,67 +37,21 @@ def _grow(buf: np.ndarray, used: int, extra: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class IdIndex:
-    """Original id -> dense row: an immutable base plus a small delta (delta wins).
-
-    ``base_get`` is the ``get`` of the dict behind ``base``: a request looks up each of
-    its ids, and a read-only proxy's ``get`` took 1.6x the dict's (50 ids: 6.0 vs 3.7 us).
-    The dict itself is reachable only through the proxy and this method, so it stays
-    unchanged.
-
-    ``int_rows``: for a base of dense non-negative int ids, the rows as a list indexed by
-    id (None where no item; ids past its end raise IndexError). Indexing a list skips the
-    hashing and key comparison of a dict lookup. With the list labels of
-    ``Catalog.labels`` it took 12-18 us (3-4%) off a ``recommend()`` of 50 ids in a paired
-    A/B against the dict and arrays (blocks of 25 calls, 3 rounds); in
-    ``benchmarks/runtime_latency.py`` (contender ``runtime_int8_dict_lookups``) the
-    difference is within that run's noise. It is only read when ``delta`` is empty, and
-    the caller must first check that every id is exactly an int (a bool indexes like 0
-    or 1) and not negative (a negative index counts from the end).
-    """
+    """Original id -> dense row: an immutable base plus a small delta (delta wins), so an
+    update copies only the delta until it is folded into a new base."""
 
     base: MappingProxyType
     delta: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    base_get: Callable = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
-    int_rows: list | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.base_get is None:
-            object.__setattr__(self, "base_get", self.base.get)
-
-    @classmethod
-    def of(cls, rows_by_id: dict) -> IdIndex:
-        """An index owning ``rows_by_id`` (the caller keeps no reference to it)."""
-        return cls(
-            MappingProxyType(rows_by_id),
-            base_get=rows_by_id.get,
-            int_rows=_int_rows(rows_by_id),
-        )
 
     def get(self, key, default=None):
-        row = self.delta.get(key)
-        if row is None:
-            row = self.base_get(key, default)
-        return row
+        row = self.delta.get(key) if self.delta else None
+        return self.base.get(key, default) if row is None else row
 
     def with_updates(self, updates: dict) -> IdIndex:
         delta = {**self.delta, **updates}
         if len(delta) > max(_DELTA_FOLD_MIN, len(self.base) // 8):
-            return IdIndex.of({**self.base, **delta})
-        return IdIndex(self.base, MappingProxyType(delta), self.base_get, self.int_rows)
-
-
-def _int_rows(rows_by_id: dict) -> list | None:
-    """``IdIndex.int_rows`` of ``rows_by_id``, or None unless its ids are all exactly ints
-    from 0 to at most ``4 * len + 1024`` (so the list stays within a few times the dict)."""
-    if not rows_by_id or set(map(type, rows_by_id)) != {int}:
-        return None
-    low, high = min(rows_by_id), max(rows_by_id)
-    if low < 0 or high >= 4 * len(rows_by_id) + 1024:
-        return None
-    rows = [None] * (high + 1)
-    for item_id, row in rows_by_id.items():
-        rows[item_id] = row
-    return rows
+            return IdIndex(MappingProxyType({**self.base, **delta}))
+        return IdIndex(self.base, MappingProxyType(delta))
 
 
 @dataclass(frozen=True)
@@ -132,9 +86,8 @@ class Catalog:
     @cached_property
     def labels(self) -> tuple[Sequence, Sequence]:
         """(ids, titles) by row: lists for catalogs of at most ``_LABEL_LIST_ROWS`` rows,
-        made once per snapshot, else the arrays. Why: every result reads one id and one
-        title per item, and a list index costs a fraction of a numpy object array's
-        (see ``IdIndex``: the two changes were measured together)."""
+        made once per snapshot, else the arrays: every result reads one id and one title
+        per item, and a list index costs a fraction of a numpy object array's."""
         if self.n_rows <= _LABEL_LIST_ROWS:
             return self.ids.tolist(), self.titles.tolist()
         return self.ids, self.titles
@@ -156,7 +109,7 @@ class Catalog:
         title_arr[1:] = list(titles)
         active = np.ones(n_rows, dtype=bool)
         active[0] = False
-        index = IdIndex.of({x: i + 1 for i, x in enumerate(ids)})
+        index = IdIndex(MappingProxyType({x: i + 1 for i, x in enumerate(ids)}))
         for arr in (matrix, scale, popularity, active):
             if arr is not None and arr.flags.writeable:
                 arr.flags.writeable = False

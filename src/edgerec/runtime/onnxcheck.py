@@ -99,6 +99,8 @@ def external_tensors(data: bytes) -> list[str]:
     """Names of the tensors stored outside ``data`` (a serialized ModelProto); raises
     ``ProtoError`` for bytes that do not parse."""
     buf = memoryview(data)
+    if not any(num == 7 and wire == _LEN for num, wire, _, _ in _fields(buf, 0, len(buf))):
+        raise ProtoError("no graph")
     found: list[str] = []
     _message(buf, 0, len(buf), "model", found, 0)
     return found

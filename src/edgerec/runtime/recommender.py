@@ -135,7 +135,8 @@ class Recommender:
         self._behaviours = R.BehaviourMap(m.behaviour_vocab, m.default_behaviour)
         guess = "cuda" if plan.requested[0] != CPU else "cpu"
         self.precision = choose_precision(m, precision, guess)
-        self.graph_files: dict[str, str] = {}
+        self.graph_files: dict[str, str] = {}  # role -> the bundle file its session runs
+        self.sessions: dict = {}  # role -> onnxruntime.InferenceSession (for inspection)
         encoder = self._session("user_encoder", plan.requested)
         self.device = active_device(encoder, plan, self.graph_files["user_encoder"])
         self.providers: tuple[str, ...] = tuple(encoder.get_providers())
@@ -185,6 +186,7 @@ class Recommender:
         session = create_session(blob, name, providers, self.threads, initializers)
         check_interface(session, graph_roles(m)[name], name, self.dim)
         self.graph_files[key or role] = name
+        self.sessions[key or role] = session
         return session
 
     def _new_scorer(self, catalog: Catalog):
@@ -244,7 +246,7 @@ class Recommender:
             candidates,
             exclude,
             strict,
-            lambda i: "history",
+            lambda i: "",
         )[0]
 
     def recommend_batch(
@@ -285,7 +287,7 @@ class Recommender:
             candidates,
             exclude,
             strict,
-            lambda i: f"histories[{i}]",
+            lambda i: f"histories[{i}]: ",
         )
 
     def _recommend(
@@ -375,12 +377,15 @@ class Recommender:
             gates.append(gate)
         return rows, scores, np.concatenate(gates)
 
+    def encoder_device(self, n_histories: int) -> str:
+        """Where a call of ``n_histories`` histories runs the user encoder: on a GPU
+        recommender, small batches on the CPU (``user_encoder``); else ``device``."""
+        small = n_histories < self._small_batch and "cpu" in self._encoders
+        return "cpu" if small else self.device
+
     def _encode(self, cat: Catalog, arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, gates, attention) of request arrays from the user-encoder graph."""
-        session = self._encoders.get(
-            "cpu" if len(arrays[0]) < self._small_batch else self.device,
-            self._encoders[self.device],
-        )
+        session = self._encoders[self.encoder_device(len(arrays[0]))]
         users, gates, attention = [], [], []
         for rows, behaviours, times, now in _chunks(arrays):
             table = cat.matrix
@@ -442,7 +447,7 @@ class Recommender:
             cat,
             self._behaviours,
             strict,
-            lambda i: "history",
+            lambda i: "",
             positions=True,
         )
         return cat, batch
@@ -543,7 +548,7 @@ class Recommender:
         ttl = [None] * len(ids) if titles is None else R.as_list(titles, "titles", R.MAX_IDS)
         for name, values in (("texts", txt), ("titles", ttl)):
             if len(values) != len(ids):
-                raise ValueError(f"{name} has {len(values)} entries but item_ids has {len(ids)}")
+                raise ValueError(f"item_ids has {len(ids)} entries but {name} has {len(values)}")
         for i, t in enumerate(txt):
             if not isinstance(t, str):
                 raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
@@ -556,7 +561,7 @@ class Recommender:
         keys = [R.id_key(x, id_type, f"item_ids[{i}]") for i, x in enumerate(ids)]
         for i, key in enumerate(keys):
             if id_type == "int" and not (isinstance(key, int) and -(2**63) <= key < 2**63):
-                raise ValueError(f"item_ids[{i}] = {ids[i]!r} is not a 64-bit int id")
+                raise ValueError(f"item_ids[{i}] = {ids[i]!r} is not an int id of 64 bits")
         if len(set(keys)) != len(keys):
             dup = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
             raise ValueError(f"item_ids has duplicates: {dup[:10]}")
@@ -609,17 +614,30 @@ class Recommender:
 
     @property
     def n_items(self) -> int:
-        """Items that can be recommended now (removed ones excluded)."""
+        """Items that can be recommended now (bundle items + added - removed)."""
         return self._state.catalog.n_active
 
     @property
     def item_ids(self) -> list:
+        """The ids that can be recommended now, in catalog order."""
         cat = self._state.catalog
-        return [cat.ids[r] for r in np.flatnonzero(cat.active)]
+        return [cat.ids[row] for row in np.flatnonzero(cat.active)]
 
     @property
-    def has_text_encoder(self) -> bool:
+    def max_len(self) -> int:
+        return self.manifest.dims.max_len
+
+    @property
+    def can_add_items(self) -> bool:
         return self._text is not None
+
+    def __contains__(self, item_id: object) -> bool:
+        cat = self._state.catalog
+        try:
+            row = int(R.lookup([item_id], cat, lambda i: "item_id")[0])
+        except ValueError:
+            return False
+        return row > 0 and bool(cat.active[row])
 
     def __repr__(self) -> str:
         return (

@@ -10,8 +10,9 @@ The rules (also in ``Recommender.recommend``'s docstring):
   ``UnknownItemError``).
 - behaviours are vocabulary entries of the bundle (``behaviour_vocab``): strings, or
   values whose string form is one (rating ``4`` or ``4.0`` -> ``"4"``). Values outside
-  the vocabulary are read as the bundle's default behaviour and reported; NaN, bools
-  and non-scalars are errors.
+  the vocabulary are read as its first entry ("none": no behaviour known) and
+  reported; NaN, bools and non-scalars are errors. Without behaviours every event gets
+  the bundle's ``default_behaviour``.
 - timestamps are seconds (int or float, finite, |t| < 2**62; floats floored). Without
   them every gap is a zero gap and the request time is unknown. ``now`` likewise.
 
@@ -152,11 +153,6 @@ def _seconds(x: object, where: str) -> int:
     return t
 
 
-def request_time(now: object) -> int:
-    """``now`` as whole seconds (the graphs' ``UNKNOWN_NOW`` for None)."""
-    return UNKNOWN_NOW if now is None else _seconds(now, "now")
-
-
 class Batch(NamedTuple):
     """Histories as the graphs read them (docs/bundle.md): right-aligned (B, E) rows,
     behaviour codes and times with row 0 / 0 / 0 to the left of shorter histories, the
@@ -182,17 +178,19 @@ def _per_history(values: object, n: int, name: str) -> list:
     return out
 
 
-def _flat(values: list, lengths: list[int], name: Callable, what: str) -> list | None:
+def _flat(values: list, lengths: list[int], prefix: Callable, what: str) -> list | None:
     """The per-history lists of ``what`` laid end to end (None when none was given)."""
     if all(v is None for v in values):
         return None
     out = []
     for i, (v, n) in enumerate(zip(values, lengths, strict=True)):
         if v is None:
-            raise ValueError(f"{what} given for some histories but not for {name(i)}")
-        items = as_list(v, f"{what} of {name(i)}", MAX_HISTORY)
+            raise ValueError(f"{prefix(i)}{what} missing (given for some histories, not all)")
+        items = as_list(v, f"{prefix(i)}{what}", MAX_HISTORY)
         if len(items) != n:
-            raise ValueError(f"{what} has {len(items)} entries but {name(i)} has {n} events")
+            raise ValueError(
+                f"{prefix(i)}{what} has {len(items)} entries but the history has {n} events"
+            )
         out += items
     return out
 
@@ -205,25 +203,30 @@ def normalise(
     catalog: Catalog,
     behaviour_map: BehaviourMap,
     strict: bool,
-    name: Callable[[int], str],
+    prefix: Callable[[int], str],
     positions: bool = False,
 ) -> Batch:
     """``Batch`` of ``histories`` (each an id sequence) with their ``behaviours``,
     ``timestamps`` and ``nows`` (one entry per history, None where not given);
-    ``name(i)`` names history i in errors ("history", "histories[3]")."""
-    lists = [as_list(h, name(i), MAX_HISTORY) for i, h in enumerate(histories)]
+    ``prefix(i)`` starts the errors about history i ("", or "histories[3]: ")."""
+    lists = [as_list(h, f"{prefix(i)}history", MAX_HISTORY) for i, h in enumerate(histories)]
     lengths = list(map(len, lists))
     if sum(lengths) > MAX_BATCH_EVENTS:
-        raise ValueError(f"histories hold more than {MAX_BATCH_EVENTS} events; split the batch")
+        raise ValueError(
+            f"histories hold more than {MAX_BATCH_EVENTS} events in total; split the batch"
+        )
     flat = list(itertools.chain.from_iterable(lists))
     b = len(lists)
 
-    def where(i: int) -> str:  # the name of flat event i, for errors
-        h = int(np.searchsorted(np.cumsum(lengths), i, side="right"))
-        return f"{name(h)}[{i - sum(lengths[:h])}]"
+    def where(what: str) -> Callable[[int], str]:  # names flat event i in errors
+        def name(i: int) -> str:
+            h = int(np.searchsorted(np.cumsum(lengths), i, side="right"))
+            return f"{prefix(h)}{what}[{i - sum(lengths[:h])}]"
 
-    rows = lookup(flat, catalog, where)
-    beh_values = _flat(behaviours, lengths, name, "behaviours")
+        return name
+
+    rows = lookup(flat, catalog, where("history"))
+    beh_values = _flat(behaviours, lengths, prefix, "behaviours")
     odd_behaviours: list[int] = []
     if beh_values is None:
         codes = np.full(len(flat), behaviour_map.default, np.int64)
@@ -234,13 +237,12 @@ def normalise(
             else [None] * len(beh_values)
         )
         if None in found:  # anything but vocabulary strings: value by value
-            found = [
-                behaviour_map.code(x, f"behaviours of {where(i)}") for i, x in enumerate(beh_values)
-            ]
+            name = where("behaviours")
+            found = [behaviour_map.code(x, name(i)) for i, x in enumerate(beh_values)]
             odd_behaviours = [i for i, c in enumerate(found) if c is None]
-            found = [behaviour_map.default if c is None else c for c in found]
+            found = [c or 0 for c in found]  # outside the vocabulary: its first entry
         codes = np.fromiter(found, np.int64, len(found))
-    ts_values = _flat(timestamps, lengths, name, "timestamps")
+    ts_values = _flat(timestamps, lengths, prefix, "timestamps")
     if ts_values is None:
         times = np.zeros(len(flat), np.int64)
     elif set(map(type, ts_values)) <= {int} and (
@@ -248,14 +250,12 @@ def normalise(
     ):
         times = np.fromiter(ts_values, np.int64, len(ts_values))
     else:
+        name = where("timestamps")
         times = np.fromiter(
-            (_seconds(x, f"timestamps of {where(i)}") for i, x in enumerate(ts_values)),
-            np.int64,
-            len(ts_values),
+            (_seconds(x, name(i)) for i, x in enumerate(ts_values)), np.int64, len(ts_values)
         )
-    now = np.fromiter(
-        (UNKNOWN_NOW if ts_values is None else request_time(t) for t in nows), np.int64, b
-    )
+    now = [UNKNOWN_NOW if t is None else _seconds(t, f"{prefix(i)}now") for i, t in enumerate(nows)]
+    now = np.array(now if ts_values is not None else [UNKNOWN_NOW] * b, np.int64)
     known_mask = rows > 0
     unknown_items = [()] * b
     unknown_behaviours = [()] * b

@@ -156,22 +156,21 @@ class Int8Scorer:
         self.make_session = make_session
         if _base is None:
             qt, scales, errors = _quantize_base(catalog)
-            session = make_session(
-                {
-                    "qt": ort.OrtValue.ortvalue_from_numpy(qt),
-                    "scale": ort.OrtValue.ortvalue_from_numpy(scales),
-                }
-            )
-            _base = (session, catalog.n_rows, errors)
+            # onnxruntime reads these buffers for the session's life: the base keeps them
+            values = {
+                "qt": ort.OrtValue.ortvalue_from_numpy(qt),
+                "scale": ort.OrtValue.ortvalue_from_numpy(scales),
+            }
+            _base = (make_session(values), catalog.n_rows, errors, (qt, scales, values))
         self._base = _base
-        self._session, self.n_base, self._errors = _base
+        self._session, self.n_base, self._errors, _ = _base
         self._delta = np.ascontiguousarray(catalog.vectors(np.arange(self.n_base, catalog.n_rows)))
 
     def with_catalog(self, catalog: Catalog) -> Int8Scorer:
         fresh = catalog.n_rows - self.n_base > max(1 << 16, self.n_base // 8)
         return Int8Scorer(catalog, self.make_session, None if fresh else self._base)
 
-    def _shortlist(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def shortlist(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores of the base rows in units of each user's step, the steps)."""
         codes, steps = quantize_users(np.asarray(block, dtype=np.float32))
         (scores,) = self._session.run(["scores"], {"user_q": codes})
@@ -202,7 +201,7 @@ class Int8Scorer:
         step = _user_chunks(len(users), nb)
         for start in range(0, len(users), step):
             block = users[start : start + step]
-            approx, steps = self._shortlist(block)
+            approx, steps = self.shortlist(block)
             delta = block @ self._delta.T if self._delta.shape[0] else None
             for j in range(len(block)):
                 ex = np.unique(excluded[start + j])
@@ -239,7 +238,7 @@ class Int8Scorer:
                 if more.size:
                     cand = np.concatenate([cand, more])
                     exact = np.concatenate([exact, cat.vectors(more) @ u])
-                best = top_k(exact, min(kk, cand.shape[0]))
+                best = np.lexsort((cand, -exact))[:kk]  # ties: the lower row first
                 out.append((cand[best], exact[best].astype(np.float32, copy=False)))
         return out
 
@@ -259,13 +258,11 @@ class DeviceScorer:
         self.catalog = catalog
         self.session = session
         self.device = device
-        self.dtype = np.float16 if catalog.matrix.dtype == np.float16 else np.float32
+        half = next(i for i in session.get_inputs() if i.name == "items").type.endswith("16)")
+        self.dtype = np.float16 if half else np.float32
+        matrix = catalog.matrix if catalog.matrix.dtype == self.dtype else catalog.float_matrix
         self._items = _items or ort.OrtValue.ortvalue_from_numpy(
-            np.ascontiguousarray(catalog.vectors(np.arange(catalog.n_rows)), self.dtype)
-            if catalog.matrix.dtype == np.int8
-            else np.ascontiguousarray(catalog.matrix),
-            device,
-            0,
+            np.ascontiguousarray(matrix, self.dtype), device, 0
         )
         self._bias = ort.OrtValue.ortvalue_from_numpy(catalog.bias.astype(self.dtype), device, 0)
 
