@@ -10,6 +10,7 @@ import { compare } from "./parity.js";
 
 const skip = chromiumPath() ? false : "no Chromium: apt-get install -y chromium (or set CHROMIUM_PATH)";
 const FIXTURES = fixtures();
+const DEMO = FIXTURES["real-tiny"] ? "real-tiny" : "float32-int";
 const BAD = ["sha256", "size", "missing", "version1", "npy-shape", "ids-dup", "graph-swap"];
 let server;
 let browser;
@@ -19,6 +20,7 @@ before(async () => {
   if (skip) return;
   const bundles = Object.fromEntries(Object.entries(FIXTURES).map(([name, f]) => [name, f.bundle]));
   for (const name of BAD) bundles[`bad-${name}`] = badBundles()[name].path;
+  bundles.bundle = FIXTURES[DEMO].bundle; // the demo page's default bundle
   server = await serve({ bundles });
   browser = await launch();
   page = await open(browser, `${server.url}web/harness.html`);
@@ -78,4 +80,37 @@ test("browser: textEncoder false downloads no cold-start file", { skip }, async 
     return rec.files;
   });
   assert.deepEqual(Object.keys(files).sort(), ["items.json", "items.npy", "manifest.json", "popularity.npy", "recommend.onnx"]);
+});
+
+test("demo page: search, click liked items, recommendations as Python's", { skip }, async () => {
+  const { cases, expected } = FIXTURES[DEMO];
+  const demo = await open(browser, server.url);
+  await demo.waitForSelector("body[data-ready]", { timeout: 60_000 });
+  const shown = async () =>
+    demo.evaluate(() => ({
+      ids: [...document.querySelectorAll("#recs button")].map((b) => b.dataset.id),
+      gate: document.getElementById("gate").dataset.gate,
+      history: [...document.querySelectorAll("#history li")].map((li) => li.dataset.id),
+    }));
+  const check = async (n) => {
+    const got = await shown();
+    const want = expected.demo[n];
+    assert.deepEqual(got.ids, want.items.map((x) => String(x.item_id)), `after ${n} clicks`);
+    if (want.gate === null) assert.equal(got.gate, "");
+    else assert.ok(Math.abs(Number(got.gate) - want.gate) < 1e-4, `gate ${got.gate} vs ${want.gate}`);
+    assert.deepEqual(got.history, cases.demo.slice(0, n).map(String));
+  };
+  await check(0); // empty history: the popularity fallback
+  for (let n = 1; n <= cases.demo.length; n++) {
+    const id = cases.demo[n - 1];
+    const title = await demo.evaluate((id) => window.edgerecDemo.items.find((x) => String(x.itemId) === id).title, String(id));
+    await demo.click("#search", { clickCount: 3 });
+    await demo.type("#search", title);
+    const updates = await demo.evaluate(() => document.body.dataset.updates);
+    await demo.click(`#results button[data-id="${id}"]`);
+    await demo.waitForFunction((u) => document.body.dataset.updates !== u, {}, updates);
+    await check(n);
+  }
+  assert.deepEqual(demo.errors, []);
+  await demo.close();
 });

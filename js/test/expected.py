@@ -94,6 +94,7 @@ def make_cases(
     ]
     removed = rng.sample(ids, 3)
     return {
+        "demo": rng.sample(ids, 4),  # items the demo-page test clicks, in order
         "bundle": str(bundle),
         "requests": requests,
         "batch": {"histories": [r["history"] for r in requests[:12]], "k": 10},
@@ -122,6 +123,9 @@ def expect(bundle: Path, cases: dict, cold: bool = True) -> dict:
     out: dict = {"precision": rec.precision, "requests": [_run(rec, r) for r in cases["requests"]]}
     batch = cases["batch"]
     out["batch"] = [x.to_dict() for x in rec.recommend_batch(batch["histories"], k=batch["k"])]
+    # the demo page: recommend(k=10) after each click, no other option
+    demo = cases.get("demo", [])
+    out["demo"] = [rec.recommend(demo[:n], k=10).to_dict() for n in range(len(demo) + 1)]
     if cold and rec._text is not None:  # a text encoder was loaded
         c = cases["cold"]
         vectors = rec._encode_texts(list(c["texts"]))
