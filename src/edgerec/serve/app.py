@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import hashlib
 import json
 import logging
@@ -93,6 +95,17 @@ def bundle_version(rec: Recommender) -> str:
     for name, entry in sorted(rec.manifest.files.items()):
         h.update(f"{name}\0{getattr(entry, 'sha256', entry)}\n".encode())
     return h.hexdigest()[:12]
+
+
+def _release_memory() -> None:
+    """After a reload: collect the old recommender (calls that held it have finished by
+    now) and hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS
+    would climb by a bundle's size with every reload)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _dumps(value) -> bytes:
@@ -183,6 +196,7 @@ class Service:
                 old, self.served = self.served, new
             self._publish_bundle()
             self.metrics.reloads.inc("ok")
+            loop.call_later(1.0, loop.run_in_executor, self.admin, _release_memory)
             seconds = time.perf_counter() - t0
             log.info(
                 "reloaded %s (version %s, was %s) in %.2f s",
@@ -453,8 +467,16 @@ def create_app(config: ServeConfig, service: Service | None = None) -> Starlette
     @asynccontextmanager
     async def lifespan(app):
         loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task] = set()  # reloads started by SIGHUP, kept until done
+
+        def on_sighup() -> None:
+            log.info("SIGHUP: reloading %s", svc.served.path)
+            task = loop.create_task(svc.reload())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
         try:  # only in the main thread (the CLI); tests may run the app elsewhere
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(svc.reload()))
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
         except (ValueError, RuntimeError, NotImplementedError, AttributeError):
             pass
         try:
