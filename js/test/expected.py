@@ -79,8 +79,10 @@ def make_cases(
     ids, vocab, max_len = _ids(bundle)
     texts = COLD_TEXTS + (UNICODE_TEXTS if unicode else [])
     rng = random.Random(seed)
-    if histories is not None:
-        requests = [{"history": h, "k": 10} for h in histories]
+    if histories is not None:  # histories, or requests {history, timestamps, behaviours, now}
+        requests = [
+            {"k": 10, **h} if isinstance(h, dict) else {"history": h, "k": 10} for h in histories
+        ]
     else:
         requests = [_request(rng, ids, vocab, max_len) for _ in range(n)]
         requests.append({"history": ["unknown-a", 123456789], "k": 10})  # popularity fallback

@@ -53,6 +53,10 @@ export function assertParity(assert, figures, where) {
   assert.ok(figures.identicalShare >= 0.995, `identical top-k lists ${figures.identicalShare} < 0.995 ${detail}`);
   assert.ok(figures.maxScoreDiff <= 1e-4, `scores differ by ${figures.maxScoreDiff} ${detail}`);
   assert.equal(figures.otherMismatches, 0, detail);
+  if (figures.cold) {
+    const c = figures.cold;
+    assert.ok(c.identicalShare >= 0.995 && c.maxScoreDiff <= 1e-4 && !c.otherMismatches, `after cold start ${JSON.stringify(c)} ${detail}`);
+  }
   if (figures.minCosine !== undefined) {
     assert.ok(figures.minCosine >= 0.9999, `cold-start vectors: cosine ${figures.minCosine} ${detail}`);
     assert.equal(figures.tokensIdentical, figures.texts, `token ids differ ${detail}`);

@@ -37,6 +37,8 @@ export async function runCases(rec, cases, { cold = true } = {}) {
   for (const req of cases.requests) out.requests.push(asDict(await rec.recommend(req.history, options(req))));
   const b = cases.batch;
   out.batch = (await rec.recommendBatch(b.histories, { k: b.k })).map(asDict);
+  out.demo = [];
+  for (let n = 0; n <= (cases.demo ?? []).length; n++) out.demo.push(asDict(await rec.recommend(cases.demo.slice(0, n), { k: 10 })));
   if (cold && rec.hasTextEncoder) {
     const c = cases.cold;
     const vectors = await rec.encodeTexts(c.texts);
@@ -68,17 +70,8 @@ const cosine = (a, b) => {
   return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
 };
 
-/**
- * Figures of agreement: identical id lists (share), largest score and gate differences,
- * other fields that differ, smallest cosine of cold-start vectors, identical token ids.
- */
-export function compare(expected, got) {
-  const pairs = [];
-  const add = (e, g, where) => e.forEach((x, i) => pairs.push([x, g[i], `${where}[${i}]`]));
-  add(expected.requests, got.requests, "requests");
-  add(expected.batch, got.batch, "batch");
-  add(expected.remove.requests, got.remove.requests, "remove.requests");
-  if (expected.cold && got.cold) add(expected.cold.requests, got.cold.requests, "cold.requests");
+/** Agreement of two lists of answers: identical id lists, largest score/gate differences. */
+function agreement(pairs) {
   let identical = 0;
   let maxScore = 0;
   let maxGate = 0;
@@ -98,17 +91,35 @@ export function compare(expected, got) {
     const titles = (r) => JSON.stringify(r.items.map((x) => x.title));
     if (ids(e) === ids(g) && titles(e) !== titles(g)) mismatches.push({ where, field: "title" });
   }
-  const out = {
+  return {
     lists: pairs.length,
     identical,
-    identicalShare: identical / pairs.length,
+    identicalShare: pairs.length ? identical / pairs.length : 1,
     maxScoreDiff: maxScore,
     maxGateDiff: maxGate,
     otherMismatches: mismatches.filter((m) => m.field).length,
     mismatches: mismatches.slice(0, 20),
   };
+}
+
+/**
+ * Figures of agreement over the requests, the batch and the demo clicks (the user side),
+ * the requests after the cold-start and removal steps apart (`cold`), and the cold-start
+ * vectors: smallest cosine, identical token ids.
+ */
+export function compare(expected, got) {
+  const pairs = (e, g, where) => e.map((x, i) => [x, g[i], `${where}[${i}]`]);
+  const cold = Boolean(expected.cold && got.cold); // then the removal step follows it
+  const removal = pairs(expected.remove.requests, got.remove.requests, "remove.requests");
+  const out = agreement([
+    ...pairs(expected.requests, got.requests, "requests"),
+    ...pairs(expected.batch, got.batch, "batch"),
+    ...(expected.demo && got.demo ? pairs(expected.demo, got.demo, "demo") : []),
+    ...(cold ? [] : removal),
+  ]);
   if (expected.remove.removed !== got.remove.removed) out.mismatches.push({ field: "removed" });
-  if (expected.cold && got.cold) {
+  if (cold) {
+    out.cold = agreement([...pairs(expected.cold.requests, got.cold.requests, "cold.requests"), ...removal]);
     out.minCosine = Math.min(...expected.cold.vectors.map((v, i) => cosine(v, got.cold.vectors[i])));
     out.minCosineStored = Math.min(...expected.cold.vectors_stored.map((v, i) => cosine(v, got.cold.vectors_stored[i])));
     out.tokensIdentical = expected.cold.tokens.filter((t, i) => JSON.stringify(t) === JSON.stringify(got.cold.tokens[i])).length;
