@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -300,7 +301,12 @@ def main() -> None:
     )
     p.add_argument("--max-history", type=int, default=5000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load"))
+    p.add_argument("--render", type=Path, help="only write the .md of this .json report")
     args = p.parse_args()
+    if args.render:
+        report = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(markdown(report))
+        return
     if args.duration > 600 or max(args.clients + args.unbatched_clients) > 256:
         p.error("keep it bounded: --duration <= 600 s and <= 256 clients")
 
@@ -312,7 +318,7 @@ def main() -> None:
         expected[version] = answers
     print(f"{len(bodies)} requests; bundles {list(expected)}", file=sys.stderr)
 
-    log = args.out.with_suffix(".server.log")
+    log = Path(tempfile.gettempdir()) / "edgerec_serve_load.server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
     plan = [(c, args.max_batch, args.workers) for c in args.clients] + [
@@ -431,9 +437,16 @@ def markdown(r: dict) -> str:
         )
     lines.append("")
     for c, g in r["batching_gain"].items():
+        batched = next(x for x in r["runs"] if x["clients"] == int(c) and x["max_batch"] > 1)
+        each = ", ".join(
+            f"{round(batched['throughput_rps'] / x['throughput_rps'], 2)}x over {x['workers']} "
+            f"worker{'s' if x['workers'] > 1 else ''}"
+            for x in r["runs"]
+            if x["clients"] == int(c) and x["max_batch"] == 1 and x["throughput_rps"] > 0
+        )
         lines.append(
-            f"Micro-batching gain at {c} clients: {g}x the throughput of the best "
-            "one-request-per-call run."
+            f"Micro-batching gain at {c} clients: **{g}x** the throughput of the best "
+            f"one-request-per-call run ({each})."
         )
     lines += [
         "",

@@ -178,11 +178,16 @@ class Service:
             t0 = time.perf_counter()
             try:
                 new = await loop.run_in_executor(self.admin, self._load, target)
-            except (BundleError, EdgerecError, ValueError, OSError) as e:
+            except Exception as e:  # whatever fails to load: the old bundle keeps serving
                 self.metrics.reloads.inc("error")
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                expected = isinstance(e, BundleError | EdgerecError | ValueError | OSError)
                 log.error(
-                    "reload of %s failed, still serving %s: %s", target, self.served.path, msg
+                    "reload of %s failed, still serving %s: %s",
+                    target,
+                    self.served.path,
+                    msg,
+                    exc_info=None if expected else e,
                 )
                 return {"ok": False, "error": msg, "serving": self.served.info()}
             async with self._catalog_lock:
