@@ -58,6 +58,9 @@ export async function serve({ bundles = {}, port = 0 } = {}) {
       res.writeHead(200, {
         "content-type": TYPES[path.extname(file)] ?? "application/octet-stream",
         "cache-control": "no-store",
+        // cross-origin isolation: performance.now() at 5 us, not 100 us (benchmarks)
+        "cross-origin-opener-policy": "same-origin",
+        "cross-origin-embedder-policy": "require-corp",
       });
       res.end(body);
       served[url.pathname] = (served[url.pathname] ?? 0) + body.length;

@@ -37,7 +37,7 @@ for (const [name, { cases, expected }] of Object.entries(FIXTURES)) {
       async (name, cases) => {
         const { Recommender } = await import("/src/browser.js");
         const { runCases } = await import("/test/parity.js");
-        const rec = await Recommender.load(`/${name}/`);
+        const rec = await Recommender.load(`/${name}/`, { graphs: name.endsWith("-ort") ? "ort" : "onnx" });
         return { precision: rec.precision, out: await runCases(rec, cases) };
       },
       name,

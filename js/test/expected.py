@@ -266,6 +266,15 @@ def fixtures(out: Path, real: bool | Path = False) -> None:
         "float16-int": {"item_dtype": "float16", "seed": 2, "text": True},
     }.items():
         add(name, make_bundle(out / name, n_items=60, dim=8, max_len=10, **kwargs), False)
+    # the same bundle with ORT-format graphs (edgerec convert-ort): JS loads those, Python
+    # keeps running the .onnx ones
+    import shutil
+
+    from edgerec.commands.ort import convert
+
+    shutil.copytree(index["float32-int"], out / "float32-int-ort")
+    convert(out / "float32-int-ort")
+    add("float32-int-ort", out / "float32-int-ort", False)
     bad = bad_bundles(Path(index["float32-int"]), out / "bad")
     bad["training-run"]["path"] = str(out / "bad" / "training-run")
     bad["not-a-directory"]["path"] = str(Path(index["float32-int"]) / "items.json")

@@ -11,8 +11,9 @@ const FIXTURES = fixtures();
 
 for (const [name, { bundle, cases, expected }] of Object.entries(FIXTURES)) {
   test(`parity with edgerec.runtime: ${name}`, async () => {
-    const rec = await Recommender.load(bundle);
+    const rec = await Recommender.load(bundle, { graphs: name.endsWith("-ort") ? "ort" : "onnx" });
     assert.equal(rec.precision, expected.precision);
+    if (name.endsWith("-ort")) assert.equal(rec.graphFiles.recommend, "recommend.ort");
     const figures = compare(expected, await runCases(rec, cases));
     assertParity(assert, figures, name);
   });

@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
-AREAS = ("data", "evaluate", "train", "export", "runtime", "bench", "demo", "serve", "web")
+AREAS = ("data", "evaluate", "train", "export", "runtime", "bench", "demo", "serve", "web", "ort")
 
 
 def _version(value: bool) -> None:
