@@ -118,10 +118,10 @@ def _run(rec, req: dict) -> dict:
     ).to_dict()
 
 
-def expect(bundle: Path, cases: dict, cold: bool = True) -> dict:
+def expect(bundle: Path, cases: dict, cold: bool = True, precision: str | None = None) -> dict:
     from edgerec.runtime import Recommender
 
-    rec = Recommender.load(bundle, providers="cpu", threads=1)
+    rec = Recommender.load(bundle, providers="cpu", threads=1, precision=precision)
     out: dict = {"precision": rec.precision, "requests": [_run(rec, r) for r in cases["requests"]]}
     batch = cases["batch"]
     out["batch"] = [x.to_dict() for x in rec.recommend_batch(batch["histories"], k=batch["k"])]
