@@ -32,23 +32,22 @@ def _sessions(bundle, manifest, role):
     }
 
 
-def _user_feed(bundle, manifest, batch=5, seq=9, seed=0):
+def _request_feed(bundle, manifest, batch=5, events=9, seed=0):
+    """Request arrays as docs/bundle.md defines them: right-aligned histories of random
+    lengths, times, request times, the bundle's item matrix."""
     rng = np.random.default_rng(seed)
     dims = manifest["dims"]
-    lengths = rng.integers(1, seq + 1, batch)
-    lengths[0] = seq
-    valid = np.arange(seq)[None, :] < lengths[:, None]
-    items = np.load(bundle / "items.npy", allow_pickle=False)
-    feed = {
-        "items": np.where(valid, rng.integers(1, dims["n_items"] + 1, (batch, seq)), 0),
-        "behaviours": np.where(valid, rng.integers(1, dims["n_behaviours"], (batch, seq)), 0),
-        "gaps": np.where(valid, rng.integers(1, dims["n_gap_buckets"], (batch, seq)), 0),
-        "lengths": lengths.astype(np.int64),
-        "item_table": items,
-    }
-    if manifest.get("request_time"):  # the gate reads the time to the request (0: unknown)
-        feed["request_gaps"] = rng.integers(0, dims["n_gap_buckets"], batch).astype(np.int64)
-    return feed
+    lengths = rng.integers(1, events + 1, batch)
+    lengths[0] = events
+    real = np.arange(events)[None, :] >= (events - lengths)[:, None]
+    times = np.cumsum(rng.integers(0, 10**5, (batch, events)), axis=1) + 10**9
+    return {
+        "history_rows": np.where(real, rng.integers(1, dims["n_items"] + 1, real.shape), 0),
+        "history_behaviours": np.where(real, rng.integers(1, dims["n_behaviours"], real.shape), 0),
+        "history_times": np.where(real, times, 0),
+        "now": times[:, -1] + rng.integers(0, 10**6, batch),
+        "item_matrix": np.load(bundle / "items.npy", allow_pickle=False),
+    }, lengths
 
 
 def test_bundle_has_exactly_the_documented_files_with_matching_checksums(built):
@@ -62,8 +61,13 @@ def test_bundle_has_exactly_the_documented_files_with_matching_checksums(built):
         "items.json",
         "popularity.npy",
         "tokenizer.json",
-        "user_encoder.onnx",  # the int8 variant's user encoder too (kept fp32)
+        "recommend.onnx",  # the int8 variant's too (the user side stays fp32)
+        "recommend.fp16.onnx",
+        "user_encoder.onnx",
         "user_encoder.fp16.onnx",
+        "shortlist.onnx",
+        "topk.onnx",
+        "topk.fp16.onnx",
         "text_encoder.onnx",
         "text_encoder.int8.onnx",
         "text_encoder.fp16.onnx",
@@ -74,7 +78,7 @@ def test_bundle_has_exactly_the_documented_files_with_matching_checksums(built):
     for name, entry in manifest["files"].items():
         assert entry["size"] == (bundle / name).stat().st_size
         assert entry["sha256"] == sha256_file(bundle / name)
-    assert manifest["format"] == "edgerec-bundle" and manifest["format_version"] == 1
+    assert manifest["format"] == "edgerec-bundle" and manifest["format_version"] == 2
     assert manifest["default_precision"] == "int8"
     assert not list(bundle.parent.glob(".bundle.tmp-*")), "temporary directory left behind"
 
@@ -110,21 +114,23 @@ def test_graphs_carry_versions_metadata_and_dynamic_axes(built):
             first = model.graph.input[0].type.tensor_type.shape.dim
             assert [d.dim_param for d in first] == [
                 "batch",
-                "seq" if role == "user_encoder" else "tokens",
+                "tokens" if role == "text_encoder" else "events",
             ]
 
 
 def test_user_encoder_variants_agree_with_fp32_on_new_batch_and_sequence_sizes(built):
     _, bundle, manifest = built
     sessions = _sessions(bundle, manifest, "user_encoder")
-    for batch, seq in ((1, 3), (7, 20)):
-        feed = _user_feed(bundle, manifest, batch, seq, seed=batch)
+    max_len = manifest["dims"]["max_len"]
+    for batch, events in ((1, 3), (7, 20), (4, max_len + 7)):
+        feed, lengths = _request_feed(bundle, manifest, batch, events, seed=batch)
         ref_user, ref_gate, ref_att = sessions["fp32"].run(None, feed)
-        assert ref_user.shape == (batch, manifest["dims"]["dim"]) and ref_att.shape == (batch, seq)
+        read = min(events, max_len)
+        assert ref_user.shape == (batch, manifest["dims"]["dim"]) and ref_att.shape == (batch, read)
         assert np.all((ref_gate >= 0) & (ref_gate <= 1))
-        # attention is a distribution over each user's real events, zero on padding
+        # attention is a distribution over each user's events read, zero past them
         np.testing.assert_allclose(ref_att.sum(1), 1.0, atol=1e-5)
-        assert np.all(ref_att[np.arange(seq)[None, :] >= feed["lengths"][:, None]] == 0)
+        assert np.all(ref_att[np.arange(read)[None, :] >= np.minimum(lengths, read)[:, None]] == 0)
         for precision in ("int8", "fp16"):
             user, gate, _ = sessions[precision].run(None, feed)
             assert user.dtype == np.float32 and np.isfinite(user).all()
@@ -142,9 +148,10 @@ def test_int8_quantizes_the_text_encoder_and_keeps_the_small_user_encoder_fp32(b
     assert text["int8"]["fp32_weight_ops_left"] == {}
     assert text["int8"]["size"] < text["size"]
     # dynamic int8 made the Bi-LSTM slower and batch-dependent: int8 reuses the fp32 graph
-    assert manifest["graphs"]["user_encoder"]["int8"] == "user_encoder.onnx"
-    assert "kept_fp32" in manifest["export"]["user_encoder"]["int8"]
-    ops = op_counts(bundle / "user_encoder.onnx")
+    for role in ("recommend", "user_encoder"):
+        assert manifest["graphs"][role]["int8"] == f"{role}.onnx"
+        assert "kept_fp32" in manifest["export"][role]["int8"]
+    ops = op_counts(bundle / "recommend.onnx")
     assert ops.get("LSTM") == 1 and "DynamicQuantizeLinear" not in ops  # one bidirectional
     text_ops = op_counts(bundle / "text_encoder.int8.onnx")
     assert "Attention" not in text_ops and text_ops.get("QAttention", 0) > 0
@@ -200,12 +207,57 @@ def test_data_files_hold_ids_titles_popularity_and_a_zero_padding_row(built):
     assert "# edgerec bundle" in (bundle / "README.md").read_text()
 
 
-def test_scoring_choice_was_measured_for_this_catalog(built):
+def test_every_serving_graph_passed_the_gate_against_pytorch(built):
     _, _, manifest = built
-    scoring = manifest["scoring"]
-    assert scoring["n_rows"] == 61 and scoring["same_top_k"] is True
-    assert scoring["method"] in ("numpy", "onnx")
-    assert scoring["numpy_ms"] > 0 and scoring["onnx_ms"] > 0
+    user = manifest["parity"]["user_encoder"]
+    assert set(user["top10_identical_by_graph"]) == {"recommend", "user_encoder"}
+    assert all(v >= 0.995 for v in user["top10_identical_by_graph"].values())
+    assert user["history_widths"][0] == "all"  # whole histories: the graphs cut the window
+
+
+def test_recommend_graph_alone_answers_like_the_runtime(built):
+    """Another language's runtime needs only the graph and docs/bundle.md: a bare
+    onnxruntime session fed as documented gives the Recommender's top-10."""
+    import onnxruntime as ort
+
+    from edgerec.runtime import Recommender
+
+    _, bundle, manifest = built
+    rec = Recommender.load(bundle, providers="cpu")
+    session = ort.InferenceSession(
+        str(bundle / "recommend.onnx"), providers=["CPUExecutionProvider"]
+    )
+    ids = json.loads((bundle / "items.json").read_text())["ids"]
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        rows = rng.integers(1, len(ids) + 1, int(rng.integers(1, 30)))
+        times = np.sort(rng.integers(10**9, 10**9 + 10**7, len(rows)))
+        now = int(times[-1]) + 600
+        bias = np.zeros((1, len(ids) + 1), np.float32)
+        bias[0, 0] = -np.inf
+        top_rows, top_scores, _, gate = session.run(
+            None,
+            {
+                "history_rows": rows[None, :],
+                "history_behaviours": np.zeros((1, len(rows)), np.int64),
+                "history_times": times[None, :],
+                "now": np.array([now]),
+                "item_matrix": np.load(bundle / "items.npy"),
+                "row_bias": bias,
+                "mask_seen": np.array([True]),
+                "k": np.array([10]),
+            },
+        )
+        got = rec.recommend(
+            [ids[r - 1] for r in rows],
+            k=10,
+            timestamps=times.tolist(),
+            now=now,
+            behaviours=[manifest["behaviour_vocab"][0]] * len(rows),
+        )
+        keep = top_scores[0] > -np.inf
+        assert got.item_ids == [ids[r - 1] for r in top_rows[0][keep]]
+        assert got.gate == pytest.approx(float(gate[0]), abs=1e-6)
 
 
 def test_a_perturbed_weight_in_the_exported_graph_fails_the_gate(built, tmp_path):
@@ -231,8 +283,10 @@ def test_a_perturbed_weight_in_the_exported_graph_fails_the_gate(built, tmp_path
     split = leave_one_out(load_run_dataset(run))
     table = np.load(bundle / "items.npy", allow_pickle=False)
     users = np.arange(split.sequences.n_users)
-    good = user_parity(run.model, bundle / "user_encoder.onnx", table, split, users, 20)
-    bad = user_parity(run.model, broken, table, split, users, 20)
+    good = user_parity(
+        run.model, {"user_encoder": bundle / "user_encoder.onnx"}, table, split, users, 20
+    )
+    bad = user_parity(run.model, {"user_encoder": broken}, table, split, users, 20)
     gate({"user_encoder": good}, tolerance=1e-4, min_top10_agreement=0.995)
     assert bad["max_abs_user"] > 1e-4
     with pytest.raises(ParityError, match="max_abs_user"):
@@ -254,7 +308,9 @@ def test_a_model_changed_after_export_fails_the_gate(built):
         run.model.user.gate[2].bias.add_(0.5)
     table = np.load(bundle / "items.npy", allow_pickle=False)
     users = np.arange(split.sequences.n_users)
-    report = user_parity(run.model, bundle / "user_encoder.onnx", table, split, users, 20)
+    report = user_parity(
+        run.model, {"recommend": bundle / "recommend.onnx"}, table, split, users, 20
+    )
     with pytest.raises(ParityError, match="parity gate failed"):
         gate({"user_encoder": report}, tolerance=1e-4, min_top10_agreement=0.995)
 

@@ -70,16 +70,6 @@ def test_item_matrix_with_a_nonzero_padding_row_is_refused(tmp_path):
         write_item_matrix(tmp_path, np.ones((3, 2), np.float32), "float32")
 
 
-def test_scoring_measurement_agrees_on_the_top_k_and_names_the_faster_path():
-    from edgerec.export.scoring import measure_scoring
-
-    items = np.random.default_rng(1).standard_normal((500, 16)).astype(np.float32)
-    result = measure_scoring(items, k=10, repeats=3)
-    assert result["same_top_k"] is True and result["n_rows"] == 500
-    faster = "numpy" if result["numpy_ms"] <= result["onnx_ms"] else "onnx"
-    assert result["method"] == faster
-
-
 def test_gate_lists_every_failed_check_and_passes_good_figures():
     from edgerec.export.parity import gate
 

@@ -154,12 +154,12 @@ def test_position_tables_mask_padding_and_average_the_last_window():
 
 @pytest.mark.parametrize("variant", [{}, {"request_time": True}], ids=["default", "request"])
 def test_export_uses_the_builder_and_falls_back_to_torch_onnx_for_unknown_models(
-    tmp_path, monkeypatch, variant
+    monkeypatch, variant
 ):
     model = trained_looking_model(**variant)
     table = model.items().detach().numpy()
     kwargs = dict(item_table=table, n_behaviours=6, n_gap_buckets=N_GAP_BUCKETS, opset=18)
-    info = export_user_encoder(model, tmp_path / "a.onnx", ir_version=9, **kwargs)
+    built, info = export_user_encoder(model, ir_version=9, **kwargs)
     assert info["exporter"] == "edgerec graph builder"
 
     model.cfg.short_term = "something new"  # a variant the builder cannot write
@@ -170,11 +170,12 @@ def test_export_uses_the_builder_and_falls_back_to_torch_onnx_for_unknown_models
         "edgerec.export.onnx_user_graph._check_supported",
         lambda tower: (_ for _ in ()).throw(EdgerecError("graph builder: not this one")),
     )
-    info = export_user_encoder(model, tmp_path / "b.onnx", ir_version=9, **kwargs)
+    exported, info = export_user_encoder(model, ir_version=9, **kwargs)
     assert info["exporter"].startswith("torch.onnx")
     assert "not this one" in info["fallback_reason"]
-    a = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(tmp_path / "b.onnx"), providers=["CPUExecutionProvider"])
+    cpu = ["CPUExecutionProvider"]
+    a = ort.InferenceSession(built.SerializeToString(), providers=cpu)
+    b = ort.InferenceSession(exported.SerializeToString(), providers=cpu)
     items, behaviours, gaps, lengths = histories(4, MAX_LEN, seed=2)
     feeds = dict(items=items, behaviours=behaviours, gaps=gaps, lengths=lengths, item_table=table)
     if model.cfg.request_time:

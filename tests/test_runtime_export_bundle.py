@@ -109,11 +109,9 @@ def test_cold_item_gets_the_trained_text_vector(bundle, world):
     ds, _, run = world
     rec = Recommender.load(bundle, providers="cpu", precision="fp32")
     text = ds.catalog.texts[4]
-    rec.add_items(
-        ["cold-copy-of-5"] if rec._state_ref.catalog.id_type == "str" else [10_005], [text]
-    )
-    cat = rec._state_ref.catalog
-    got = cat.vectors(np.array([cat.n_rows - 1]))[0]
+    new_id = "cold-copy-of-5" if isinstance(rec.item_ids[0], str) else 10_005
+    rec.add_items([new_id], [text])
+    got = rec.item_vectors([new_id])[0]
     with torch.no_grad():
         want = run.model.items.project_text(run.model.items.text_embeddings[5]).numpy()
     cos = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want)))

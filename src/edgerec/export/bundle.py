@@ -149,7 +149,15 @@ def write_manifest(bundle: Path, manifest: dict) -> dict:
 
 def verify_bundle(bundle: Path | str) -> dict:
     """The runtime's own full verification (``edgerec.runtime.bundle.verify_all``): every
-    file, array and graph of every precision; raises ``BundleError`` naming the problem."""
+    file, array and graph of every precision, plus no file the manifest does not list;
+    raises ``BundleError`` naming the problem."""
     from edgerec.runtime.bundle import verify_all
 
-    return dict(verify_all(bundle).manifest.raw)
+    manifest = dict(verify_all(bundle).manifest.raw)
+    on_disk = {p.name for p in Path(bundle).iterdir() if p.name != MANIFEST}
+    if on_disk != set(manifest["files"]):
+        raise BundleError(
+            f"{bundle}: files on disk {sorted(on_disk)} differ from the manifest "
+            f"{sorted(manifest['files'])}"
+        )
+    return manifest

@@ -13,7 +13,7 @@ the parity gate decides whether its output ships.
 
 The item table is a graph *input*, not an initializer: baking a large matrix into the
 graph made onnxruntime pre-pack it and doubled the time per call in a measurement here
-(see ``benchmarks/export_scoring.py``), and as an input the runtime can share one copy of
+(measured when the scorers were chosen), and as an input the runtime can share one copy of
 the matrix between the user encoder and scoring.
 """
 

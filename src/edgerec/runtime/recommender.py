@@ -465,6 +465,18 @@ class Recommender:
         users, gates, _ = self._encode(cat, batch[:4])
         return UserVector(users[0], float(gates[0]))
 
+    def item_vectors(self, item_ids) -> np.ndarray:
+        """(n, dim) float32 vectors of known item ids (``UnknownItemError`` otherwise):
+        an item scores ``item_vectors([id])[0] @ user_vector(history).vector``."""
+        from edgerec.errors import UnknownItemError
+
+        ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
+        cat = self._state.catalog
+        rows = R.lookup(ids, cat, lambda i: f"item_ids[{i}]")
+        if (rows < 0).any():
+            raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
+        return cat.vectors(rows)
+
     def explain(
         self,
         history,
