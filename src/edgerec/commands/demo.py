@@ -26,25 +26,27 @@ def demo(
 
     Example: edgerec demo --out demo
     """
-    import numpy as np
     from rich.console import Console
-    from rich.table import Table
-
-    from edgerec.commands.evaluate import print_metrics
-    from edgerec.commands.progress import Progress
-    from edgerec.data import leave_one_out
-    from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
-    from edgerec.evaluation import evaluate_both, make_baseline
-    from edgerec.export import export_bundle
-    from edgerec.runtime import Recommender
-    from edgerec.training.config import ModelConfig, TrainConfig
-    from edgerec.training.trainer import train
 
     console = Console(soft_wrap=True)  # lines in a log file are not cut at 80 columns
-    out = Path(out)
-    dataset = generate_synthetic(SyntheticConfig(seed=seed))
-    split = leave_one_out(dataset)
-    console.rule(f"1. data: {dataset.name}")
+    console.rule(f"1. data: synthetic-{seed}")
+    with console.status("loading torch, onnxruntime and the data generator"):
+        import numpy as np
+        from rich.table import Table
+
+        from edgerec.commands.evaluate import print_metrics
+        from edgerec.commands.progress import Progress
+        from edgerec.data import leave_one_out
+        from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
+        from edgerec.evaluation import evaluate_both, make_baseline
+        from edgerec.export import export_bundle
+        from edgerec.runtime import Recommender
+        from edgerec.training.config import ModelConfig, TrainConfig
+        from edgerec.training.trainer import train
+
+        out = Path(out)
+        dataset = generate_synthetic(SyntheticConfig(seed=seed))
+        split = leave_one_out(dataset)
     console.print(
         f"{dataset.n_users} users, {dataset.n_items} items, {len(dataset.interactions)} events"
     )

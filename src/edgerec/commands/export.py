@@ -8,6 +8,17 @@ from pathlib import Path
 import typer
 
 
+def _graph_size(manifest: dict, role: str, precision: str) -> int | None:
+    """Bytes of ``role``'s graph at ``precision``: the shipped file, else the export's
+    figure (a reference precision that was built but not shipped)."""
+    name = manifest.get("graphs", {}).get(role, {}).get(precision)
+    if name in manifest["files"]:
+        return manifest["files"][name]["size"]
+    info = manifest.get("export", {}).get(role, {})
+    size = info.get(precision, {}).get("size") if isinstance(info.get(precision), dict) else None
+    return size if size is not None or precision != "fp32" else info.get("size")
+
+
 def _summary(manifest: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -15,26 +26,24 @@ def _summary(manifest: dict, out: Path) -> None:
     console = Console(soft_wrap=True)  # lines in a log file are not cut at 80 columns
     quality = manifest.get("quality", {})
     files = manifest["files"]
-    info = manifest["export"]
+    roles = [r for r in ("recommend", "user_encoder", "text_encoder") if r in manifest["graphs"]]
     table = Table(title=f"bundle {out}")
-    for col in ("precision", "user encoder", "text encoder", "HR@10", "NDCG@10", "drop vs fp32"):
+    for col in ("precision", *(r.replace("_", " ") for r in roles)):
         table.add_column(col, justify="left" if col == "precision" else "right")
+    for col in ("HR@10", "NDCG@10", "drop vs fp32"):
+        table.add_column(col, justify="right")
     for p in ("fp32", "int8", "fp16"):
         if p not in manifest["precisions"] and p not in quality:
             continue
         q = quality.get(p, {})
         drop = q.get("ndcg@10_drop_vs_fp32")
-        user, text = (
-            info[role]["size"] if p == "fp32" else info[role][p]["size"]
-            for role in ("user_encoder", "text_encoder")
-        )
+        sizes = [_graph_size(manifest, role, p) for role in roles]
         note = " (default)" if p == manifest["default_precision"] else ""
         if p not in manifest["precisions"]:
             note = " (reference, not shipped)"
         table.add_row(
             p + note,
-            f"{user / 1e6:.2f} MB",
-            f"{text / 1e6:.2f} MB",
+            *("-" if size is None else f"{size / 1e6:.2f} MB" for size in sizes),
             f"{q['hr@10']:.4f}" if q else "-",
             f"{q['ndcg@10']:.4f}" if q else "-",
             "-" if drop is None else f"{drop:+.2%}",
