@@ -95,18 +95,29 @@ def markdown(res: dict) -> str:
         f"{meta['load_after']} after (a shared machine: compare targets, not absolute values). "
         f"Browser: {br.get('browser')}; Node {nd.get('node')}.",
         "",
-        "| target | p50 (ms) | p95 (ms) | mean (ms) | load (ms) | bytes read |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| target | p50 (ms) | p95 (ms) | mean (ms) | load (ms) | bytes read | "
+        "control p50 / p95 (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in (("Python runtime (CPU)", py), ("Node (onnxruntime-node)", nd)):
+        ctl = f"{r['controlP50Ms']:.3f} / {r['controlP95Ms']:.3f}" if "controlP50Ms" in r else "-"
         lines.append(
             f"| {name} | {r['p50Ms']:.3f} | {r['p95Ms']:.3f} | {r['meanMs']:.3f} | "
-            f"{r['loadMs']:.0f} | {r.get('bytesRead', '-')} |"
+            f"{r['loadMs']:.0f} | {r.get('bytesRead', '-')} | {ctl} |"
         )
     lines.append(
         f"| Chromium wasm, 1 thread (onnxruntime-web) | {br['p50Ms']:.3f} | {br['p95Ms']:.3f} | "
-        f"{br['meanMs']:.3f} | {br['loadMs']:.0f} | {bundle_bytes} |"
+        f"{br['meanMs']:.3f} | {br['loadMs']:.0f} | {bundle_bytes} | "
+        f"{br['controlP50Ms']:.3f} / {br['controlP95Ms']:.3f} |"
     )
+    lines += [
+        "",
+        "Control: the same thread runs plain arithmetic of about one call's length, no "
+        "onnxruntime, as many times: where its p95 is high too, the tail is the machine's "
+        "(other jobs on its cores), not the runtime's. Load time: verification (sha256) and "
+        "sessions; Node and Python hash every file of the bundle (the text encoders too), "
+        "the browser downloads and hashes only what it uses.",
+    ]
     g = res["goals"]
     lines += [
         "",
@@ -140,7 +151,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     requests = ml100k_requests(a.data_dir, a.n)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    requests_file = a.out.parent / ".js_latency_requests.json"
+    requests_file = a.out.parent.resolve() / ".js_latency_requests.json"
     requests_file.write_text(json.dumps(requests))
     load_before = os.getloadavg()[0]
     runs: dict[str, list] = {"python": [], "node": [], "chromium-wasm-1thread": []}

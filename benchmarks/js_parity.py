@@ -101,7 +101,7 @@ def check_bundle(bundle: Path, requests: list[dict], work: Path) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], n: int) -> str:
+def markdown(rows: list[dict], n: int, note: str = "") -> str:
     lines = [
         "# JS runtime parity with edgerec.runtime (MovieLens 100K)",
         "",
@@ -111,6 +111,7 @@ def markdown(rows: list[dict], n: int) -> str:
         "within 1e-4, cold-start item vectors cosine >= 0.9999. Lists and scores: the "
         "requests, the batch and the demo clicks; the requests after adding the cold-start "
         "items (and removing three) are counted apart, as they depend on the text encoder.",
+        *(["", note] if note else []),
         "",
         "| bundle | target | graphs | precision | lists identical | max score diff | "
         "max gate diff | after cold start: lists identical | cold-start cosine (min) | "
@@ -134,6 +135,7 @@ def main(argv=None) -> None:
     p.add_argument("--bundle", type=Path, action="append", required=True)
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("EDGEREC_DATA_DIR", "")))
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--note", default="", help="a line for the report (which bundle, how made)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "js_parity")
     a = p.parse_args(argv)
     requests = ml100k_requests(a.data_dir, a.n)
@@ -145,8 +147,8 @@ def main(argv=None) -> None:
     meta.update(machine=platform.machine(), cpus=os.cpu_count(), histories=a.n)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    a.out.with_suffix(".md").write_text(markdown(rows, a.n))
-    print(markdown(rows, a.n))
+    a.out.with_suffix(".md").write_text(markdown(rows, a.n, a.note))
+    print(markdown(rows, a.n, a.note))
 
 
 if __name__ == "__main__":

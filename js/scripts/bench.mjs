@@ -31,9 +31,25 @@ async function measure(Recommender, src, requests, rounds, graphs) {
       if (round > 0) times.push(performance.now() - s);
     }
   }
+  // a control on the same thread: fixed arithmetic of about one call's length, no
+  // onnxruntime; its tail is the machine's (a busy shared machine stalls both alike)
+  const control = [];
+  let x = 0;
+  const n = Math.max(1, Math.round((times.reduce((a, b) => a + b, 0) / times.length) * 8e4));
+  for (let i = 0; i < times.length; i++) {
+    const s = performance.now();
+    for (let j = 0; j < n; j++) x += Math.sqrt(j);
+    await Promise.resolve();
+    control.push(performance.now() - s);
+  }
+  control.sort((a, b) => a - b);
   times.sort((a, b) => a - b);
-  const q = (p) => times[Math.min(times.length - 1, Math.floor(p * times.length))];
+  const at = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+  const q = (p) => at(times, p);
   return {
+    controlP50Ms: at(control, 0.5),
+    controlP95Ms: at(control, 0.95),
+    controlChecksum: x > 0,
     loadMs,
     bytesRead: rec.bytesRead,
     files: rec.files ?? null,
