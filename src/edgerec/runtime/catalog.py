@@ -43,6 +43,15 @@ class IdIndex:
     base: MappingProxyType
     delta: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
+    @classmethod
+    def of(cls, rows_by_id: dict, delta: dict | None = None) -> IdIndex:
+        """An index owning ``rows_by_id`` (the caller keeps no reference to it)."""
+        index = cls(MappingProxyType(rows_by_id), MappingProxyType(delta or {}))
+        # the dict's own get: a request looks up each of its ids, and the read-only
+        # proxy's get costs more per call; the dict is reachable only through the proxy
+        object.__setattr__(index, "base_get", rows_by_id.get)
+        return index
+
     def get(self, key, default=None):
         row = self.delta.get(key) if self.delta else None
         return self.base.get(key, default) if row is None else row
@@ -50,8 +59,10 @@ class IdIndex:
     def with_updates(self, updates: dict) -> IdIndex:
         delta = {**self.delta, **updates}
         if len(delta) > max(_DELTA_FOLD_MIN, len(self.base) // 8):
-            return IdIndex(MappingProxyType({**self.base, **delta}))
-        return IdIndex(self.base, MappingProxyType(delta))
+            return IdIndex.of({**self.base, **delta})
+        index = IdIndex(self.base, MappingProxyType(delta))
+        object.__setattr__(index, "base_get", self.base_get)
+        return index
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class Catalog:
         title_arr[1:] = list(titles)
         active = np.ones(n_rows, dtype=bool)
         active[0] = False
-        index = IdIndex(MappingProxyType({x: i + 1 for i, x in enumerate(ids)}))
+        index = IdIndex.of({x: i + 1 for i, x in enumerate(ids)})
         for arr in (matrix, scale, popularity, active):
             if arr is not None and arr.flags.writeable:
                 arr.flags.writeable = False

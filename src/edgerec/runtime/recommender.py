@@ -13,6 +13,7 @@ concurrent call sees the catalog entirely before or entirely after an update.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,8 @@ INT8_MIN_ROWS = 100_000  # from here the int8 shortlist reads a quarter of the b
 _MAX_CELLS = 1 << 20  # events per graph run (histories x widest): bounds a batch's arrays
 _TEXT_BATCH = 64  # texts per text-encoder run
 _RECOMMEND_OUTPUTS = ["top_rows", "top_scores", "user", "gate"]
+_REQUEST_INPUTS = ("history_rows", "history_behaviours", "history_times", "now")
+_NEG_INF = float("-inf")
 _USER_OUTPUTS = ["user", "gate", "attention"]
 _MASK = {True: np.array([True]), False: np.array([False])}
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -305,41 +308,37 @@ class Recommender:
             )
         batch = R.normalise(hist, behs, tss, nows, cat, self._behaviours, strict, name)
         bias = self._request_bias(cat, candidates, exclude)
-        found = batch.known > 0
-        rows: list = [None] * len(hist)
-        scores: list = [None] * len(hist)
-        gates = np.zeros(len(hist), np.float32)
-        if found.any():
-            chosen = np.flatnonzero(found) if not found.all() else None
-            top_rows, top_scores, gate = self._rank(state, batch, chosen, k, bias, exclude_seen)
-            at = chosen.tolist() if chosen is not None else range(len(hist))
-            for j, i in enumerate(at):
-                rows[i], scores[i] = top_rows[j], top_scores[j]
-            gates[at] = gate
+        known = batch.known
+        ranked = iter(())
+        if any(known):  # the histories with a known event go to the model
+            chosen = None if all(known) else np.flatnonzero(known)
+            ranked = self._rank(state, batch, chosen, k, bias, exclude_seen)
         max_len = self.manifest.dims.max_len
         ids, titles = cat.labels
         out = []
-        for i in range(len(hist)):
-            if rows[i] is None:
-                r, s = self._popular(state, k, bias)
-                gate, fallback = None, "popularity"
+        for i, n in enumerate(known):
+            if n:
+                rows, scores, gate = next(ranked)
+                fallback = None
             else:
-                r, s, gate, fallback = rows[i], scores[i], float(gates[i]), None
+                rows, scores = self._popular(state, k, bias)
+                gate, fallback = None, "popularity"
             out.append(
                 RecommendationList(
-                    _recommendations(ids, titles, r, s),
+                    _recommendations(ids, titles, rows, scores),
                     gate=gate,
                     unknown_items=batch.unknown_items[i],
                     unknown_behaviours=batch.unknown_behaviours[i],
                     fallback=fallback,
                     n_events=batch.n_events[i],
-                    n_used=min(int(batch.known[i]), max_len),
+                    n_used=min(n, max_len),
                 )
             )
         return out
 
     def _rank(self, state: _State, batch: R.Batch, chosen, k, bias, exclude_seen):
-        """(rows, scores) lists and gates of the histories ``chosen`` (None: all)."""
+        """(rows, scores, gate) of each history ``chosen`` (None: all), as Python values:
+        every numpy call after a run pays again for the caches the run took."""
         arrays = [batch.rows, batch.behaviours, batch.times, batch.now]
         if chosen is not None:
             arrays = [a[chosen] for a in arrays]
@@ -347,35 +346,30 @@ class Recommender:
         if state.scorer is not None:  # the user encoder, then the scorer
             users, gates, _ = self._encode(cat, arrays)
             seen = arrays[0] if exclude_seen else np.zeros((len(users), 1), np.int64)
-            ranked = state.scorer.topk(users, k, bias, seen)
-            return [r.tolist() for r, _ in ranked], [s.tolist() for _, s in ranked], gates
-        rows, scores, gates = [], [], []
+            for (rows, scores), gate in zip(
+                state.scorer.topk(users, k, bias, seen), gates.tolist(), strict=True
+            ):
+                yield rows.tolist(), scores.tolist(), gate
+            return
         feeds = {
             "item_matrix": cat.float_matrix,
             "row_bias": bias,
             "mask_seen": _MASK[exclude_seen],
-            "k": np.array([min(k, cat.n_rows)]),
+            "k": _int_feed(min(k, cat.n_rows)),
         }
         for part in _chunks(arrays):
-            feeds.update(
-                zip(
-                    ("history_rows", "history_behaviours", "history_times", "now"),
-                    part,
-                    strict=True,
-                )
-            )
+            feeds.update(zip(_REQUEST_INPUTS, part, strict=True))
             top_rows, top_scores, user, gate = self._recommend_run(_RECOMMEND_OUTPUTS, feeds)
-            if not np.isfinite(top_scores[:, 0]).all():  # -inf at the top: none eligible,
-                _check_finite(user, "user encoder")  # or a non-finite user vector
-            part_rows, part_scores = top_rows.tolist(), top_scores.tolist()
-            if top_scores[:, -1].min() == -np.inf:  # k reached rows that may not be returned
-                keep = np.count_nonzero(top_scores > -np.inf, axis=1).tolist()
-                part_rows = [r[:n] for r, n in zip(part_rows, keep, strict=True)]
-                part_scores = [s[:n] for s, n in zip(part_scores, keep, strict=True)]
-            rows += part_rows
-            scores += part_scores
-            gates.append(gate)
-        return rows, scores, np.concatenate(gates)
+            scores = top_scores.tolist()
+            for rows, values, g in zip(top_rows.tolist(), scores, gate.tolist(), strict=True):
+                if values[-1] == _NEG_INF:  # k reached rows that may not be returned
+                    n = sum(v > _NEG_INF for v in values)
+                    rows, values = rows[:n], values[:n]
+                    if not n:  # no eligible row, or a non-finite user vector
+                        _check_finite(user, "user encoder")
+                elif not math.isfinite(values[0]):  # NaN or +inf: a broken user vector
+                    _check_finite(user, "user encoder")
+                yield rows, values, g
 
     def encoder_device(self, n_histories: int) -> str:
         """Where a call of ``n_histories`` histories runs the user encoder: on a GPU
@@ -663,12 +657,23 @@ def _chunks(arrays: list[np.ndarray]):
     each part cut to its own widest history (histories are right-aligned)."""
     n, width = arrays[0].shape
     step = max(1, _MAX_CELLS // width)
+    if step >= n:  # the usual call: one run
+        yield arrays
+        return
     for start in range(0, n, step):
         part = [a[start : start + step] for a in arrays]
-        used = int((part[0] > 0).sum(axis=1).max()) if step < n else width
+        used = int((part[0] > 0).sum(axis=1).max())
         if used < width:
             part[:3] = [a[:, -used:] for a in part[:3]]
         yield part
+
+
+_SMALL_INTS = [np.array([i], np.int64) for i in range(1025)]
+
+
+def _int_feed(value: int) -> np.ndarray:
+    """A (1,) int64 input; shared arrays for the usual small values (no allocation)."""
+    return _SMALL_INTS[value] if value < len(_SMALL_INTS) else np.array([value], np.int64)
 
 
 def _recommendations(ids, titles, rows: list[int], scores: list[float]) -> list:

@@ -63,7 +63,9 @@ def check_flag(value: object, name: str) -> bool:
 
 def as_list(value: object, name: str, limit: int) -> list:
     """A finite, ordered sequence as a list; strings, mappings and sets are refused."""
-    if type(value) is list or type(value) is tuple:
+    if type(value) is list:  # read, never written: no copy
+        out = value
+    elif type(value) is tuple:
         out = list(value)
     elif isinstance(value, np.ndarray):
         if value.ndim != 1:
@@ -98,14 +100,17 @@ def id_key(x: object, id_type: str, where: str) -> object:
     return x  # a string that cannot be an int id: unknown, not an error
 
 
-def lookup(values: list, catalog: Catalog, where: Callable[[int], str]) -> np.ndarray:
+def row_list(values: list, catalog: Catalog, where: Callable[[int], str]) -> list[int]:
     """Rows of a list of ids (-1 where unknown); ``where(i)`` names value i in errors."""
-    get = catalog.index.get
+    get = catalog.index.get if catalog.index.delta else catalog.index.base_get
     if catalog.id_type == "int" and set(map(type, values)) <= {int}:
-        rows = [get(x, -1) for x in values]  # the usual list of ints: no per-id checks
-    else:
-        rows = [get(id_key(x, catalog.id_type, where(i)), -1) for i, x in enumerate(values)]
-    return np.fromiter(rows, np.int64, len(rows))
+        return list(map(get, values, itertools.repeat(-1, len(values))))  # no per-id checks
+    return [get(id_key(x, catalog.id_type, where(i)), -1) for i, x in enumerate(values)]
+
+
+def lookup(values: list, catalog: Catalog, where: Callable[[int], str]) -> np.ndarray:
+    """``row_list`` as an array."""
+    return np.array(row_list(values, catalog, where), np.int64).reshape(-1)
 
 
 def id_rows(value: object, catalog: Catalog, name: str) -> np.ndarray:
@@ -162,7 +167,7 @@ class Batch(NamedTuple):
     behaviours: np.ndarray
     times: np.ndarray
     now: np.ndarray
-    known: np.ndarray  # (B,) known events per history (0: popularity fallback)
+    known: list[int]  # known events per history (0: the popularity fallback)
     n_events: list[int]
     unknown_items: list[tuple]
     unknown_behaviours: list[tuple]
@@ -225,69 +230,63 @@ def normalise(
 
         return name
 
-    rows = lookup(flat, catalog, where("history"))
+    rows = row_list(flat, catalog, where("history"))
     beh_values = _flat(behaviours, lengths, prefix, "behaviours")
     odd_behaviours: list[int] = []
     if beh_values is None:
-        codes = np.full(len(flat), behaviour_map.default, np.int64)
+        codes = [behaviour_map.default] * len(flat)
     else:
-        found = (
+        codes = (
             list(map(behaviour_map.by_name.get, beh_values))
             if all(type(x) is str for x in beh_values)
-            else [None] * len(beh_values)
+            else [None]
         )
-        if None in found:  # anything but vocabulary strings: value by value
+        if None in codes:  # anything but vocabulary strings: value by value
             name = where("behaviours")
-            found = [behaviour_map.code(x, name(i)) for i, x in enumerate(beh_values)]
-            odd_behaviours = [i for i, c in enumerate(found) if c is None]
-            found = [c or 0 for c in found]  # outside the vocabulary: its first entry
-        codes = np.fromiter(found, np.int64, len(found))
-    ts_values = _flat(timestamps, lengths, prefix, "timestamps")
-    if ts_values is None:
-        times = np.zeros(len(flat), np.int64)
-    elif set(map(type, ts_values)) <= {int} and (
-        not ts_values or -_TS_LIMIT < min(ts_values) and max(ts_values) < _TS_LIMIT
+            codes = [behaviour_map.code(x, name(i)) for i, x in enumerate(beh_values)]
+            odd_behaviours = [i for i, c in enumerate(codes) if c is None]
+            codes = [c or 0 for c in codes]  # outside the vocabulary: its first entry
+    times = _flat(timestamps, lengths, prefix, "timestamps")
+    if times is None:
+        times = [0] * len(flat)
+    elif not (
+        set(map(type, times)) <= {int}
+        and (not times or -_TS_LIMIT < min(times) and max(times) < _TS_LIMIT)
     ):
-        times = np.fromiter(ts_values, np.int64, len(ts_values))
-    else:
         name = where("timestamps")
-        times = np.fromiter(
-            (_seconds(x, name(i)) for i, x in enumerate(ts_values)), np.int64, len(ts_values)
-        )
+        times = [_seconds(x, name(i)) for i, x in enumerate(times)]
     now = [UNKNOWN_NOW if t is None else _seconds(t, f"{prefix(i)}now") for i, t in enumerate(nows)]
-    now = np.array(now if ts_values is not None else [UNKNOWN_NOW] * b, np.int64)
+    if timestamps is None or all(t is None for t in timestamps):
+        now = [UNKNOWN_NOW] * b
+    unknown_items, unknown_behaviours = [()] * b, [()] * b
+    if -1 not in rows and not odd_behaviours and len(set(lengths)) == 1 and not positions:
+        # the usual request: every id known, histories alike: one array of everything
+        # (each numpy call after a run pays again for the caches the run took)
+        n = len(rows)
+        arr = np.fromiter(itertools.chain(rows, codes, times, now), np.int64, 3 * n + b)
+        grid = arr[: 3 * n].reshape(3, b, lengths[0])
+        return Batch(*grid, arr[3 * n :], lengths, lengths, unknown_items, unknown_behaviours, None)
+    now = np.array(now, np.int64)
+    rows, codes, times = (np.array(x, np.int64).reshape(-1) for x in (rows, codes, times))
     known_mask = rows > 0
-    unknown_items = [()] * b
-    unknown_behaviours = [()] * b
     known = np.array(lengths, np.int64)
-    owner = None
-    if odd_behaviours or not known_mask.all():
-        owner = np.repeat(np.arange(b), lengths)
-        for i in odd_behaviours:
-            h = owner[i]
-            unknown_behaviours[h] = (*unknown_behaviours[h], beh_values[i])
+    owner = np.repeat(np.arange(b), lengths)
+    for i in odd_behaviours:
+        unknown_behaviours[owner[i]] += (beh_values[i],)
     if not known_mask.all():
         missing = np.flatnonzero(~known_mask)
         if strict:
             raise UnknownItemError(list(dict.fromkeys(flat[i] for i in missing)))
         for i in missing.tolist():
-            h = owner[i]
-            unknown_items[h] = (*unknown_items[h], flat[i])
+            unknown_items[owner[i]] += (flat[i],)
         owner = owner[known_mask]
         rows, codes, times = rows[known_mask], codes[known_mask], times[known_mask]
         known = np.bincount(owner, minlength=b).astype(np.int64)
     width = max(int(known.max(initial=0)), 1)
-    if (known == width).all():  # every history as long as the widest: no padding
-        shape = (b, width)
-        arrays = rows.reshape(shape), codes.reshape(shape), times.reshape(shape)
-    else:
-        if owner is None:
-            owner = np.repeat(np.arange(b), known)
-        ends = np.cumsum(known)
-        cols = np.arange(len(rows)) - np.repeat(ends - width, known)
-        arrays = tuple(np.zeros((b, width), np.int64) for _ in range(3))
-        for out, values in zip(arrays, (rows, codes, times), strict=True):
-            out[owner, cols] = values
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(known) - width, known)
+    arrays = tuple(np.zeros((b, width), np.int64) for _ in range(3))
+    for out, values in zip(arrays, (rows, codes, times), strict=True):
+        out[owner, cols] = values
     at = None
     if positions:
         given = (
@@ -295,4 +294,4 @@ def normalise(
             - np.repeat(np.cumsum([0, *lengths[:-1]]), lengths)[known_mask]
         )
         at = np.split(given, np.cumsum(known)[:-1])
-    return Batch(*arrays, now, known, lengths, unknown_items, unknown_behaviours, at)
+    return Batch(*arrays, now, known.tolist(), lengths, unknown_items, unknown_behaviours, at)
