@@ -236,11 +236,12 @@ def _now() -> str:
 
 
 def _bundle_record(data, path: Path) -> dict:
+    from edgerec.runtime.manifest import referenced_files
+
     m = data.manifest
     sizes = {name: int(e.size) for name, e in m.files.items()}
-    shared = [
-        n for n in m.referenced_files() if not any(n in v.values() for v in m.graphs.values())
-    ]
+    graph_files = {f for v in m.graphs.values() for f in v.values()}
+    shared = [n for n in referenced_files(m) if n not in graph_files]  # data files, scorers
     per_precision = {}
     for prec in m.graphs["user_encoder"]:
         graphs = [v.get(prec) for v in m.graphs.values() if v.get(prec)]
@@ -253,8 +254,8 @@ def _bundle_record(data, path: Path) -> dict:
         "max_len": m.dims.max_len,
         "precisions": list(m.graphs["user_encoder"]),
         "default_precision": m.default_precision,
-        "item_matrix_dtype": m.item_matrix.dtype,
-        "user_encoder_table": m.user_encoder_table,
+        "item_matrix_dtype": m.item_matrix["dtype"],
+        "scorers": dict(m.scorers),
         "has_text_encoder": "text_encoder" in m.graphs,
         "distilled": bool(source.get("distilled", False)),
         "source_run": source.get("run"),
@@ -300,7 +301,7 @@ def run_latency(
 
     bundle = Path(bundle)
     out_dir = Path(out_dir)
-    first = adapter.load_data(bundle, sweep.precisions[0], "cpu")
+    first = adapter.load_data(bundle)
     m = first.manifest
     if not sweep.base:
         sweep.base = default_base(sweep, m.default_precision)
@@ -368,7 +369,6 @@ def run_latency(
         if can_add and c["catalog"] == sweep.base["catalog"]
     }
     counter = _Counter(len(plan) + len(floors) + len(torch_keys) + len(add_keys), progress)
-    data_cache: dict[tuple, object] = {(sweep.precisions[0], "cpu"): first}
     hist_cache: dict[tuple, workload.Histories] = {}
     base_vectors = adapter.bundle_vectors(first)
 
@@ -380,11 +380,6 @@ def run_latency(
                 first.item_ids.ids[:n], first.popularity[: n + 1], batch, length, sweep.seed
             )
         return hist_cache[key]
-
-    def data_for(precision: str, provider: str):
-        if (precision, provider) not in data_cache:
-            data_cache[(precision, provider)] = adapter.load_data(bundle, precision, provider)
-        return data_cache[(precision, provider)]
 
     def skip(what: dict, error: BaseException) -> None:
         result["skipped"].append({**what, "reason": f"{type(error).__name__}: {error}"})
@@ -403,8 +398,8 @@ def run_latency(
                 label = f"{prov} {prec} {threads}t {_cat_label(catalog)}"
                 add_here = catalog == sweep.base["catalog"] and key in add_keys
                 try:
-                    data = adapter.with_catalog(data_for(prec, prov), matrix, dtype, sweep.seed)
-                    rec = adapter.build(data, prov, threads, sweep.scoring)
+                    data = adapter.with_catalog(first, matrix, dtype, sweep.seed)
+                    rec = adapter.build(data, prov, threads, prec, sweep.scoring)
                 except (EdgerecError, ValueError) as e:  # CUDA not usable, graph fails, ...
                     skip(
                         {
@@ -436,7 +431,7 @@ def run_latency(
                     writer.flush()
                     counter.tick(f"{label}, batch {c['batch']}, history {c['history']}")
                 if add_here:
-                    cell = _add_items_cell(rec, key, n_items, dtype, sweep)
+                    cell = _add_items_cell(rec, data, key, n_items, dtype, sweep)
                     cell.update(info)
                     result["cells"].append(cell)
                     writer.flush()
@@ -525,11 +520,14 @@ class _Counter:
 
 
 def _three_stages(st, policy: TimingPolicy, batch: int) -> dict:
-    return {
-        "user_encoder": measure(st.encode, policy, units=batch),
-        "scoring_topk": measure(st.score, policy, units=batch),
-        "end_to_end": measure(st.end_to_end, policy, units=batch),
-    }
+    """``user_encoder``, ``scoring_topk`` and ``end_to_end``; no ``scoring_topk`` where
+    the stages have no separate scorer (``st.score`` is None: the runtime's recommend
+    graph scores inside its run)."""
+    out = {"user_encoder": measure(st.encode, policy, units=batch)}
+    if st.score is not None:
+        out["scoring_topk"] = measure(st.score, policy, units=batch)
+    out["end_to_end"] = measure(st.end_to_end, policy, units=batch)
+    return out
 
 
 def _finish(result: dict, writer: _Writer) -> None:
@@ -570,16 +568,17 @@ def _floor_fn(matrix: np.ndarray, users: np.ndarray):
     return lambda: np.matmul(users, t, out=out)
 
 
-def _add_items_cell(rec, key: tuple, n_items: int, dtype: str, sweep: Sweep) -> dict:
-    """items/s of ``add_items`` (tokenizer + text encoder + catalog update), new ids each call."""
+def _add_items_cell(rec, data, key: tuple, n_items: int, dtype: str, sweep: Sweep) -> dict:
+    """items/s of ``add_items`` (tokenizer + text encoder + catalog update), new ids each
+    call; ``data`` is the ``BundleData`` ``rec`` was built over (its ids and titles)."""
     prov, prec, threads = key
     n = sweep.add_items_texts
-    cat = rec._state_ref.catalog
-    titles = [t for t in cat.titles[1:].tolist() if t][:n]
+    known = data.item_ids
+    titles = [t for t in known.titles if t][:n]
     texts = workload.item_texts(tuple(titles), n, seed=sweep.seed)
     calls = itertools.count()
-    if cat.id_type == "int":
-        first_free = max((int(x) for x in cat.ids[1:] if x is not None), default=0) + 1
+    if known.id_type == "int":
+        first_free = max((int(x) for x in known.ids), default=0) + 1
 
         def next_ids() -> list:
             i = next(calls)

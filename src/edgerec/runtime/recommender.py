@@ -14,7 +14,6 @@ concurrent call sees the catalog entirely before or entirely after an update.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from itertools import repeat
@@ -23,22 +22,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edgerec.errors import BundleError, EdgerecError
+from edgerec.errors import EdgerecError
 from edgerec.runtime import requests as R
 from edgerec.runtime.bundle import Manifest, check_interface, graph_roles, verify
 from edgerec.runtime.catalog import Catalog
+from edgerec.runtime.insight import Insight
 from edgerec.runtime.providers import CPU, active_device, create_session, fast_run, plan_providers
 from edgerec.runtime.results import (
-    Driver,
-    EventInfluence,
-    Explanation,
-    ItemExplanation,
     Recommendation,
     RecommendationList,
-    UserVector,
+    check_finite,
 )
 from edgerec.runtime.scoring import DeviceScorer, Int8Scorer
 from edgerec.runtime.tokenize import TextTokenizer
+from edgerec.runtime.updates import CatalogUpdates
 
 SCORINGS = ("auto", "graph", "int8", "topk")
 USER_ENCODER_PLACEMENTS = ("auto", "cpu", "device")
@@ -47,24 +44,17 @@ USER_ENCODER_PLACEMENTS = ("auto", "cpu", "device")
 GPU_ENCODE_MIN_BATCH = 256
 INT8_MIN_ROWS = 100_000  # from here the int8 shortlist reads a quarter of the bytes
 _MAX_CELLS = 1 << 20  # events per graph run (histories x widest): bounds a batch's arrays
-_TEXT_BATCH = 64  # texts per text-encoder run
 _RECOMMEND_OUTPUTS = ["top_rows", "top_scores", "user", "gate"]
 _REQUEST_INPUTS = ("history_rows", "history_behaviours", "history_times", "now")
 _NEG_INF = float("-inf")
 _USER_OUTPUTS = ["user", "gate", "attention"]
 _MASK = {True: np.array([True]), False: np.array([False])}
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _State(NamedTuple):
     catalog: Catalog
     scorer: object | None  # None: the recommend graph scores
     by_popularity: np.ndarray  # active rows, most popular first (ties by row)
-
-
-def _check_finite(values: np.ndarray, what: str) -> None:
-    if not np.isfinite(values).all():
-        raise EdgerecError(f"the {what} produced non-finite values")
 
 
 def choose_precision(m: Manifest, precision: str | None, device: str) -> str:
@@ -80,7 +70,7 @@ def choose_precision(m: Manifest, precision: str | None, device: str) -> str:
     return m.default_precision
 
 
-class Recommender:
+class Recommender(Insight, CatalogUpdates):
     """Next-item recommendations from an edgerec bundle with onnxruntime and numpy only.
 
     >>> rec = Recommender.load("bundle/")
@@ -366,9 +356,9 @@ class Recommender:
                     n = sum(v > _NEG_INF for v in values)
                     rows, values = rows[:n], values[:n]
                     if not n:  # no eligible row, or a non-finite user vector
-                        _check_finite(user, "user encoder")
+                        check_finite(user, "user encoder")
                 elif not math.isfinite(values[0]):  # NaN or +inf: a broken user vector
-                    _check_finite(user, "user encoder")
+                    check_finite(user, "user encoder")
                 yield rows, values, g
 
     def encoder_device(self, n_histories: int) -> str:
@@ -395,7 +385,7 @@ class Recommender:
                 "item_matrix": table,
             }
             u, g, a = session.run(_USER_OUTPUTS, feeds)
-            _check_finite(u, "user encoder")
+            check_finite(u, "user encoder")
             users.append(u)
             gates.append(g)
             attention.append(a)
@@ -427,194 +417,6 @@ class Recommender:
             order = order[np.isfinite(bias[0, order])]
         rows = order[:k]
         return rows.tolist(), state.catalog.popularity[rows].tolist()
-
-    # --- user vectors and explanations ------------------------------------------------
-
-    def _one(self, history, behaviours, timestamps, strict, now):
-        strict = R.check_flag(strict, "strict")
-        cat = self._state.catalog
-        batch = R.normalise(
-            [history],
-            [behaviours],
-            [timestamps],
-            [now],
-            cat,
-            self._behaviours,
-            strict,
-            lambda i: "",
-            positions=True,
-        )
-        return cat, batch
-
-    def user_vector(
-        self, history, behaviours=None, timestamps=None, strict: bool = False, now=None
-    ) -> UserVector:
-        """``(vector, gate)``: score an item yourself as ``item_vector @ vector``.
-
-        Raises ``ValueError`` if the history has no known item (there is no vector to give).
-        """
-        cat, batch = self._one(history, behaviours, timestamps, strict, now)
-        if not batch.known[0]:
-            raise ValueError("history has no known item; there is no user vector for it")
-        users, gates, _ = self._encode(cat, batch[:4])
-        return UserVector(users[0], float(gates[0]))
-
-    def item_vectors(self, item_ids) -> np.ndarray:
-        """(n, dim) float32 vectors of known item ids (``UnknownItemError`` otherwise):
-        an item scores ``item_vectors([id])[0] @ user_vector(history).vector``."""
-        from edgerec.errors import UnknownItemError
-
-        ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
-        cat = self._state.catalog
-        rows = R.lookup(ids, cat, lambda i: f"item_ids[{i}]")
-        if (rows < 0).any():
-            raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
-        return cat.vectors(rows)
-
-    def explain(
-        self,
-        history,
-        k: int = 10,
-        behaviours=None,
-        timestamps=None,
-        exclude_seen: bool = True,
-        strict: bool = False,
-        n_drivers: int = 3,
-        now=None,
-    ) -> Explanation:
-        """Why these recommendations: the gate (which horizon dominated), the long-term
-        attention over the events read, and for each recommended item the history events
-        whose item vectors are most similar to it (cosine)."""
-        n_drivers = R.check_k(n_drivers, "n_drivers")
-        recs = self.recommend(
-            history, k, exclude_seen, behaviours, timestamps, strict=strict, now=now
-        )
-        cat, batch = self._one(history, behaviours, timestamps, strict, now)
-        if not batch.known[0]:
-            items = tuple(ItemExplanation(r.item_id, r.title, r.score, ()) for r in recs)
-            return Explanation(None, "popularity", (), items, recs.unknown_items)
-        _, gates, att = self._encode(cat, batch[:4])
-        n = min(int(batch.known[0]), self.manifest.dims.max_len)
-        rows = batch.rows[0, -n:]
-        positions = batch.positions[0][-n:]
-        window = self.manifest.dims.window
-        events = tuple(
-            EventInfluence(
-                int(positions[t]),
-                cat.ids[rows[t]],
-                cat.titles[rows[t]],
-                float(att[0, t]),
-                t >= n - window,
-            )
-            for t in range(n)
-        )
-        hist_vec = _unit(cat.vectors(rows))
-        rec_rows = np.array([cat.index.get(r.item_id) for r in recs], np.int64)
-        sims = _unit(cat.vectors(rec_rows)) @ hist_vec.T  # (items, events)
-        items = []
-        for i, r in enumerate(recs):
-            order = np.lexsort((np.arange(n), -sims[i]))[:n_drivers]
-            drivers = tuple(
-                Driver(int(positions[t]), cat.ids[rows[t]], float(sims[i, t])) for t in order
-            )
-            items.append(ItemExplanation(r.item_id, r.title, r.score, drivers))
-        gate = float(gates[0])
-        horizon = "long-term" if gate >= 0.5 else "short-term"
-        return Explanation(gate, horizon, events, tuple(items), recs.unknown_items)
-
-    # --- catalog updates --------------------------------------------------------------
-
-    def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Item vectors of ``texts``; batches group texts of similar length, so little
-        compute goes to padding (the graph pools over the attention mask)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        inputs = {i.name for i in self._text.get_inputs()}
-        vectors = np.zeros((len(texts), self.dim), np.float32)
-        for start in range(0, len(texts), _TEXT_BATCH):
-            idx = order[start : start + _TEXT_BATCH]
-            tokens = self._tokenizer([texts[i] for i in idx])
-            (vectors[idx],) = self._text.run(["item_vector"], {n: tokens[n] for n in inputs})
-        _check_finite(vectors, "text encoder")
-        return vectors
-
-    def add_items(self, item_ids, texts, titles=None) -> int:
-        """Cold start: encode ``texts`` with the bundle's text encoder and make the items
-        recommendable at once. Returns the number added.
-
-        Ids must be new (or previously removed, which brings them back with the new text
-        vector); ids already in the catalog, duplicates, or a length mismatch raise
-        ``ValueError``. ``titles`` defaults to None for each item.
-        """
-        if self._text is None:
-            raise BundleError(
-                f"{self.path}: this bundle has no text encoder, so items cannot be added"
-            )
-        ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
-        txt = R.as_list(texts, "texts", R.MAX_IDS)
-        ttl = [None] * len(ids) if titles is None else R.as_list(titles, "titles", R.MAX_IDS)
-        for name, values in (("texts", txt), ("titles", ttl)):
-            if len(values) != len(ids):
-                raise ValueError(f"item_ids has {len(ids)} entries but {name} has {len(values)}")
-        for i, t in enumerate(txt):
-            if not isinstance(t, str):
-                raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
-            if _SURROGATE.search(t):  # the tokenizer takes UTF-8, which cannot hold one
-                raise ValueError(f"texts[{i}] is not valid Unicode text (a lone surrogate)")
-        for i, t in enumerate(ttl):
-            if t is not None and not isinstance(t, str):
-                raise ValueError(f"titles[{i}] must be a str or None, got {type(t).__name__}")
-        id_type = self._state.catalog.id_type
-        keys = [R.id_key(x, id_type, f"item_ids[{i}]") for i, x in enumerate(ids)]
-        for i, key in enumerate(keys):
-            if id_type == "int" and not (isinstance(key, int) and -(2**63) <= key < 2**63):
-                raise ValueError(f"item_ids[{i}] = {ids[i]!r} is not an int id of 64 bits")
-        if len(set(keys)) != len(keys):
-            dup = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
-            raise ValueError(f"item_ids has duplicates: {dup[:10]}")
-        if not keys:
-            return 0
-        self._check_new(self._state.catalog, keys)
-        vectors = self._encode_texts(txt)
-        with self._write_lock:
-            state = self._state
-            self._check_new(state.catalog, keys)
-            if state.catalog.n_rows + len(keys) > R.MAX_CATALOG_ROWS:
-                raise ValueError(f"item_ids: the catalog would exceed {R.MAX_CATALOG_ROWS} rows")
-            catalog = state.catalog.append(vectors, keys, ttl)
-            self._publish(state, catalog)
-        return len(keys)
-
-    @staticmethod
-    def _check_new(cat: Catalog, keys: list) -> None:
-        present = [k for k in keys if (row := cat.index.get(k)) is not None and cat.active[row]]
-        if present:
-            raise ValueError(
-                f"item_ids already in the catalog: {', '.join(repr(x) for x in present[:10])}"
-            )
-
-    def remove_items(self, item_ids) -> int:
-        """Stop recommending these items (they still count when they appear in a history).
-
-        Unknown ids raise ``UnknownItemError`` and nothing is removed. Returns the number
-        of items that were active and are now removed.
-        """
-        from edgerec.errors import UnknownItemError
-
-        ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
-        with self._write_lock:
-            state = self._state
-            rows = R.lookup(ids, state.catalog, lambda i: f"item_ids[{i}]")
-            if (rows < 0).any():
-                raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
-            rows = np.unique(rows)
-            rows = rows[state.catalog.active[rows]]
-            if rows.size:
-                self._publish(state, state.catalog.deactivate(rows))
-        return int(rows.size)
-
-    def _publish(self, state: _State, catalog: Catalog) -> None:
-        scorer = None if state.scorer is None else state.scorer.with_catalog(catalog)
-        self._state = self._new_state(catalog, scorer)
 
     # --- what is loaded -----------------------------------------------------------------
 
@@ -682,7 +484,3 @@ def _recommendations(ids, titles, rows: list[int], scores: list[float]) -> list:
     of a history's host-side work."""
     items = zip(map(ids.__getitem__, rows), scores, map(titles.__getitem__, rows), strict=True)
     return list(map(tuple.__new__, repeat(Recommendation), items))
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

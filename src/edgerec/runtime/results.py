@@ -7,6 +7,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edgerec.errors import EdgerecError
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """A graph's outputs must be finite: a NaN would rank items arbitrarily."""
+    if not np.isfinite(values).all():
+        raise EdgerecError(f"the {what} produced non-finite values")
+
 
 class Recommendation(NamedTuple):
     """One recommended item (a named tuple: ``item_id, score, title = r`` works too).
