@@ -126,7 +126,11 @@ def test_tiny_sweep_measures_every_planned_cell_with_every_field(tiny_result):
             assert stats["per_s"] > 0
     runtime = select(on_disk["cells"], engine="edgerec", op="recommend")
     for c in runtime:
-        assert set(c["stages"]) == {"user_encoder", "scoring_topk", "end_to_end"}
+        # small catalogs on a CPU: the recommend graph scores inside its own run, so
+        # there is no separate scoring stage to time
+        assert c["scorer"] == "graph" and c["scoring_dtype"] == "float32"
+        assert set(c["stages"]) == {"user_encoder", "end_to_end"}
+        assert c["graph_files"]["recommend"] == "recommend.onnx"
         assert c["provider_used"] == "CPUExecutionProvider" and c["device"] == "cpu"
         assert c["n_items"] == (40 if c["catalog"] == "bundle" else 3000)
         assert c["blas_threads"] in (c["threads"], "default")
@@ -157,6 +161,9 @@ def test_tiny_sweep_measures_every_planned_cell_with_every_field(tiny_result):
     assert head["pytorch_over_edgerec"]["fp32"] > 0
     assert set(head["over_numpy_floor"]) == {"bundle", "3000"}
     assert head["over_numpy_floor"]["3000"]["n_items"] == 3000
+    assert head["over_numpy_floor"]["3000"]["fp32"]["scoring_topk"] is None
+    assert head["over_numpy_floor"]["3000"]["fp32"]["end_to_end"] > 0
+    assert set(on_disk["bundle"]["scorers"]) == {"shortlist", "topk", "topk_fp16"}
 
     # progress went from 0 to the total, one tick per cell
     ticks = result["_progress"]
@@ -176,6 +183,7 @@ def test_latency_report_has_tables_and_plots(tiny_result):
     ):
         assert heading in text
     assert "PyTorch eager ÷ edgerec fp32" in text
+    assert "| graph (float32) |" in text and "| in e2e |" in text
     for name in ("latency_vs_batch.png", "latency_vs_catalog.png", "throughput_vs_threads.png"):
         assert (out / name).read_bytes()[:8] == PNG
         assert f"]({name})" in text
@@ -227,19 +235,30 @@ def test_cuda_is_swept_when_listed_and_skipped_with_the_reason_when_it_cannot_ru
     assert "## Skipped" in write_latency_report(result, tmp_path / "gpu")["report"].read_text()
 
 
-def test_device_scorer_path_runs_on_the_cpu_provider(bundle, tmp_path):
-    """``--scoring ort-topk`` is the scorer CUDA uses (I/O binding, TopK in the graph)."""
+@pytest.mark.parametrize("scoring", ["topk", "int8"])
+def test_separate_scorers_time_a_scoring_stage(bundle, tmp_path, scoring):
+    """``--scoring topk`` is the scorer CUDA uses (I/O binding, TopK in the graph), here
+    on the CPU provider; ``int8`` the CPU's for large catalogs. Both score apart from the
+    user encoder, so their cells time ``scoring_topk`` too."""
     sweep = tiny_sweep(
         threads=[1],
         batches=[1, 4],
         histories=[10],
         catalogs=["bundle", 2000],
-        scoring="ort-topk",
+        scoring=scoring,
         add_items_texts=0,
     )
-    result = L.run_latency(bundle, tmp_path / "ort", sweep, torch_compare=False)
+    result = L.run_latency(bundle, tmp_path / scoring, sweep, torch_compare=False)
+    assert result["status"] == "complete" and result["skipped"] == []
     runtime = select(result["cells"], engine="edgerec")
-    assert runtime and {c["scorer"] for c in runtime} == {"ort-topk"}
+    assert runtime and {c["scorer"] for c in runtime} == {scoring}
+    for c in runtime:
+        assert set(c["stages"]) == {"user_encoder", "scoring_topk", "end_to_end"}
+    assert {c["scoring_dtype"] for c in runtime} == {"int8" if scoring == "int8" else "float32"}
+    floor = result["headline"]["over_numpy_floor"]["2000"]["fp32"]
+    assert floor["scoring_topk"] > 0 and floor["end_to_end"] > 0
+    text = write_latency_report(result, tmp_path / scoring)["report"].read_text()
+    assert f"| {scoring} (float32" in text and "| in e2e |" not in text
 
 
 def test_interrupt_keeps_the_cells_measured_so_far(bundle, tmp_path):
@@ -295,6 +314,7 @@ def test_cli_quick_sweep_then_report_and_bad_options(bundle, tmp_path):
         (["--precision", "fp16"], "no fp16 graphs"),
         (["--catalog", "lots"], "--catalog"),
         (["--providers", "tpu"], "unknown provider"),
+        (["--scoring", "numpy"], "--scoring must be auto, graph, int8 or topk"),
     ):
         proc = subprocess.run(
             [
@@ -431,54 +451,3 @@ def test_quality_table_covers_pytorch_the_exported_bundle_and_baselines(tmp_path
     assert (tmp_path / "q" / "quality.png").read_bytes()[:8] == PNG
     saved = json.loads((tmp_path / "q" / "quality.json").read_text())
     assert saved["schema"] == "edgerec-bench-quality" and len(saved["variants"]) == 4
-
-
-def _latency_runs_module():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        import latency_runs
-    finally:
-        sys.path.pop(0)
-    return latency_runs
-
-
-def test_latency_runs_summary_counts_the_runs_meeting_each_target():
-    """Issue 5's targets over repeated runs: min / median / max per figure, and the
-    number of runs at p50 <= 0.25 ms or >= 5x; a figure a run lacks is skipped."""
-    lr = _latency_runs_module()
-
-    def run(p50, ratio, torch_ms):
-        cell = {
-            "runtime_int8": {"p50_ms": p50},
-            "speedup_vs_torch_int8": {"wall": ratio},
-            "torch_eager": {"p50_ms": torch_ms},
-        }
-        return {**cell, "steady": dict(cell), "warm": dict(cell)}
-
-    runs = [run(0.30, 4.9, 1.5), run(0.24, 5.6, 1.35), run(0.25, 5.0, 1.25)]
-    del runs[2]["warm"]["speedup_vs_torch_int8"]
-    summary = lr.summarise(runs)
-    steady = summary["tables"]["steady"]
-    assert steady["int8 bundle p50 (ms)"] == {
-        "values": [0.30, 0.24, 0.25],
-        "min": 0.24,
-        "median": 0.25,
-        "max": 0.30,
-        "met": 2,
-    }
-    assert steady["PyTorch eager / int8"]["met"] == 2
-    assert "met" not in steady["PyTorch eager p50 (ms)"]
-    assert summary["tables"]["warm"]["PyTorch eager / int8"]["values"] == [4.9, 5.6]
-    assert "distilled int8 bundle p50 (ms)" not in steady
-    # the same run must meet both: run 2 does (0.24 ms, 5.6x), run 3 does (0.25, 5.0x)
-    assert summary["together"]["steady"] == {"int8": 2, "distilled int8": 0}
-    assert summary["together"]["warm"]["int8"] == 1  # run 3's warm ratio is missing
-    text = lr.markdown(summary, ["a", "b", "c"], "")
-    assert "| int8 bundle p50 (ms) | 0.240 | 0.250 | 0.300 | 2 of 3 |" in text
-
-
-def test_latency_runs_refuses_a_result_without_the_recommend_section(tmp_path):
-    lr = _latency_runs_module()
-    (tmp_path / "runtime_latency.json").write_text(json.dumps({"large": {}}))
-    with pytest.raises(SystemExit, match="no recommend"):
-        lr.load_runs([tmp_path])

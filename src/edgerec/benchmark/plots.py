@@ -99,6 +99,8 @@ def latency_vs_catalog(result: dict, path: Path) -> Path | None:
         cells = select(runtime, provider=prov, precision=prec)
         for stage in ("end_to_end", "scoring_topk"):
             xs, ys = _series(cells, "n_items", stage)
+            if not xs:  # no separate scorer: the recommend graph scores in its run
+                continue
             ax.plot(
                 xs,
                 ys,

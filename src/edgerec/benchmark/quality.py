@@ -67,21 +67,24 @@ def parse_baselines(text: str | list) -> list[str]:
 
 
 def precision_bytes(bundle: Path, manifest: dict, precision: str) -> dict:
-    """Bytes an app ships for one precision: its graphs plus the shared data files
-    (``bytes``), and what ``recommend`` alone needs, without the cold-start text encoder
-    and tokenizer (``serving_bytes``)."""
+    """Bytes an app ships for one precision: its graphs, the scorer graphs and the shared
+    data files (``bytes``), and what ``recommend`` alone needs, without the cold-start
+    text encoder and tokenizer (``serving_bytes``)."""
     files = manifest["files"]
     graphs = {role: v[precision] for role, v in manifest["graphs"].items() if precision in v}
     shared = [manifest["item_matrix"]["file"], manifest["item_ids"], manifest["popularity"]]
     if manifest["item_matrix"].get("scale_file"):
         shared.append(manifest["item_matrix"]["scale_file"])
+    shared += list((manifest.get("scorers") or {}).values())
+    cold_start = {graphs.get("text_encoder"), manifest.get("tokenizer")} - {None}
     if manifest.get("tokenizer"):
         shared.append(manifest["tokenizer"])
     size = lambda name: int(files[name]["size"])  # noqa: E731
-    serving = [n for n in shared if n != manifest.get("tokenizer")] + [graphs["user_encoder"]]
+    shipped = set(shared) | set(graphs.values())
     return {
-        "bytes": sum(size(n) for n in set(shared) | set(graphs.values())),
-        "serving_bytes": sum(size(n) for n in set(serving)),
+        "bytes": sum(size(n) for n in shipped),
+        "serving_bytes": sum(size(n) for n in shipped - cold_start),
+        "recommend_bytes": size(graphs["recommend"]) if "recommend" in graphs else None,
         "user_encoder_bytes": size(graphs["user_encoder"]),
         "text_encoder_bytes": size(graphs["text_encoder"]) if "text_encoder" in graphs else None,
         "item_matrix_bytes": size(manifest["item_matrix"]["file"]),
@@ -91,14 +94,12 @@ def precision_bytes(bundle: Path, manifest: dict, precision: str) -> dict:
 def _time_recommend(
     bundle: Path, precision: str, threads: int, policy: TimingPolicy, seed: int
 ) -> dict:
-    from edgerec.runtime import Recommender
+    from edgerec.benchmark import adapter
 
     with blas_threads(threads):
-        rec = Recommender.load(bundle, providers="cpu", threads=threads, precision=precision)
-        cat = rec._state_ref.catalog
-        h = workload.make_histories(
-            tuple(cat.ids[1:].tolist()), cat.popularity, 1, rec.max_len, seed
-        )
+        data = adapter.load_data(bundle)
+        rec = adapter.build(data, "cpu", threads, precision)
+        h = workload.make_histories(data.item_ids.ids, data.popularity, 1, rec.max_len, seed)
         stats = measure(lambda: rec.recommend(h.ids[0], k=10, timestamps=h.timestamps[0]), policy)
     return {
         "p50_ms": stats["p50_ms"],
@@ -112,7 +113,7 @@ def _time_torch(run_dir: Path, bundle: Path, threads: int, policy: TimingPolicy,
     from edgerec.benchmark import adapter
     from edgerec.benchmark.torchref import TorchModel, torch_threads
 
-    data = adapter.load_data(bundle, "fp32", "cpu")
+    data = adapter.load_data(bundle)
     m = data.manifest
     tm = TorchModel(run_dir, m.dims, m.behaviour_vocab.index(m.default_behaviour))
     h = workload.make_histories(data.item_ids.ids, data.popularity, 1, m.dims.max_len, seed)
@@ -280,10 +281,10 @@ def run_quality(
                 if prec not in manifest["graphs"]["user_encoder"]:
                     raise ValueError(f"{path}: the bundle has no {prec} graphs")
                 if prec not in quality or not all(k in quality[prec] for k in METRICS):
-                    from edgerec.export.quality import bundle_scorer
+                    from edgerec.export.quality import runtime_scorer
 
                     quality[prec] = evaluate(
-                        bundle_scorer(path, manifest, prec, split), split, "test"
+                        runtime_scorer(path, manifest, prec, split), split, "test"
                     )
             for prec in precs:
                 name = prec if kind == "plain" else f"distilled-{prec}"
@@ -386,9 +387,10 @@ def quality_markdown(result: dict, plot: str | None, plot_note: str | None) -> s
         f"usable cores, load average at start {hw.get('load_average_start')}).",
         "",
         "Test metrics under the protocol (leave-one-out, full ranking, seen items excluded). "
-        "*size*: the files an app ships for the variant (graphs of that precision, item "
-        "matrix, ids, popularity, tokenizer); *serving*: what `recommend` alone needs (no "
-        "text encoder for cold-start items); *user enc*: the user-encoder graph alone. "
+        "*size*: the files an app ships for the variant (graphs of that precision, the "
+        "scorer graphs, item matrix, ids, popularity, tokenizer); *serving*: what "
+        "`recommend` alone needs (no text encoder or tokenizer for cold-start items); "
+        "*user enc*: the user-encoder graph alone. "
         f"Latency: {result['settings']['latency']}, {result['settings']['threads']} thread(s); "
         "for baselines, scoring one user over the catalog plus top-10. fp16 graphs are meant "
         "for GPUs: their CPU latency is shown for completeness.",

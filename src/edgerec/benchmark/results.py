@@ -5,7 +5,10 @@ same axis fields; ``engine`` says what ran the work:
 
 - ``edgerec``: the runtime (``Recommender``) -- stages ``user_encoder``,
   ``scoring_topk``, ``end_to_end`` (``op == "recommend"``) or ``add_items``
-  (``op == "add_items"``; its ``per_s`` is items/s);
+  (``op == "add_items"``; its ``per_s`` is items/s). ``scoring_topk`` is there only
+  where the runtime scores with a separate scorer (``scorer`` ``int8`` or ``topk``);
+  with ``graph`` the recommend graph scores inside its run and the cell has no
+  such stage;
 - ``pytorch``: the trained model in eager mode doing the same work (user tower,
   scoring, top-k), same stages as ``edgerec``;
 - ``numpy``: the floor, a bare ``items @ u`` over the float32 matrix (stage ``matmul``).
@@ -98,7 +101,8 @@ def headline(result: dict) -> dict:
     - ``pytorch_over_edgerec``: PyTorch eager end-to-end p50 / runtime p50 (> 1: faster);
     - ``int8_over_fp32`` / ``fp16_over_fp32``: runtime p50 of each precision / fp32's;
     - ``over_numpy_floor``: per catalog size, runtime scoring+top-k and end-to-end p50 /
-      the bare ``items @ u`` p50 (1.0 = as fast as the matmul alone).
+      the bare ``items @ u`` p50 (1.0 = as fast as the matmul alone); scoring+top-k is
+      None where the cell has no separate scorer.
     """
     cells = result["cells"]
     base = result["settings"].get("base", {})

@@ -49,7 +49,7 @@ def latency(
     ),
     grid: str = typer.Option("slices", help="slices (through a base setting) or full (product)."),
     k: int = typer.Option(10, help="Recommendations per history."),
-    scoring: str = typer.Option("auto", help="Runtime scorer: auto, numpy, int8 or ort-topk."),
+    scoring: str = typer.Option("auto", help="Runtime scorer: auto, graph, int8 or topk."),
     run: Path = typer.Option(
         None,
         "--run",
@@ -113,8 +113,8 @@ def latency(
         if max_time <= 0:
             raise ValueError("--max-time must be positive")
         policy = replace(policy, max_time_s=max_time, min_time_s=min(policy.min_time_s, max_time))
-    if scoring not in ("auto", "numpy", "int8", "ort-topk"):
-        raise ValueError(f"--scoring must be auto, numpy, int8 or ort-topk, got {scoring!r}")
+    if scoring not in ("auto", "graph", "int8", "topk"):
+        raise ValueError(f"--scoring must be auto, graph, int8 or topk, got {scoring!r}")
     if add_items is None:
         add_items = 8 if quick else 64
     if add_items < 0:
@@ -179,7 +179,7 @@ def _print_latency_summary(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgerec.benchmark.report import fmt_ms, fmt_rate
+    from edgerec.benchmark.report import fmt_ms, fmt_rate, stage_ms
     from edgerec.benchmark.results import select
 
     base = result["settings"]["base"]
@@ -211,8 +211,8 @@ def _print_latency_summary(result: dict) -> None:
             c["provider"],
             c["precision"],
             f"{c['n_items']:,}",
-            fmt_ms(s["user_encoder"]["p50_ms"]),
-            fmt_ms(s["scoring_topk"]["p50_ms"]),
+            stage_ms(s, "user_encoder"),
+            stage_ms(s, "scoring_topk"),
             fmt_ms(s["end_to_end"]["p50_ms"]),
             fmt_ms(s["end_to_end"]["p99_ms"]),
             fmt_rate(s["end_to_end"]["per_s"]),
@@ -228,9 +228,11 @@ def _print_latency_summary(result: dict) -> None:
     for entry in h.get("over_numpy_floor", {}).values():
         for prec, v in entry.items():
             if isinstance(v, dict) and v.get("end_to_end") is not None:
+                scoring = v.get("scoring_topk")
                 console.print(
                     f"edgerec {prec} / numpy items@u at {entry['n_items']:,} items: "
-                    f"{v['end_to_end']:.2f}x end to end, {v['scoring_topk']:.2f}x scoring+top-k"
+                    f"{v['end_to_end']:.2f}x end to end"
+                    + (f", {scoring:.2f}x scoring+top-k" if scoring is not None else "")
                 )
     for s in result.get("skipped", []):
         console.print(
