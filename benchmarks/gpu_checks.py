@@ -5,15 +5,17 @@ machines where it silently falls back to the CPU, so these checks run where a GP
 ``benchmarks/run_gpu.sh run`` calls this script after installing onnxruntime-gpu.
 
 Checks (each recorded as pass/fail with its numbers, none stops the others):
-- ``providers=args.provider`` and ``"auto"`` put every session on CUDA (``rec.providers``), the
-  item matrix is an OrtValue on the device (I/O binding), and scoring is ``ort-topk``;
+- ``providers=args.provider`` and ``"auto"`` put every session on CUDA (``rec.sessions``),
+  the item matrix is an OrtValue on the device (I/O binding), and scoring is ``topk``
+  (the bundle's ``topk`` graph; ``topk.fp16`` for a float16 item matrix);
 - CUDA answers agree with the CPU fp32 runtime over seeded random histories (top-10
   overlap, scores), per precision;
 - ``recommend_batch`` gives what serial ``recommend`` calls give, and so do 8 threads
   sharing one Recommender;
 - ``add_items`` on CUDA gives the CPU's text vectors, and the added items are ranked;
   ``remove_items`` takes them out again;
-- ORT TopK over a 1M-item float16 matrix on the device agrees with numpy.
+- the bundle's ``topk.fp16`` graph over a 1M-item float16 matrix on the device agrees
+  with numpy.
 
 Latency (medians over repeated calls, after warm-up): ``recommend`` for one history and
 ``recommend_batch`` for 256, on CUDA per precision, against the CPU runtime (1 thread)
@@ -39,6 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from edgerec.benchmark import adapter  # noqa: E402
 from edgerec.benchmark.timing import TimingPolicy, measure  # noqa: E402
 from edgerec.runtime import Recommender  # noqa: E402
 
@@ -138,30 +141,24 @@ def main() -> None:
         def _load(p=p):
             rec = Recommender.load(args.bundle, providers=args.provider, precision=p)
             recs[p] = rec
-            scorer = rec._state_ref.scorer
+            scorer = rec._state.scorer  # the DeviceScorer: its matrix is an OrtValue
             items = getattr(scorer, "_items", None)
             where = items.device_name() if items is not None else None
-            sessions = {
-                name: s.get_providers()
-                for name, s in (
-                    ("user_encoder", rec._user_main.session),
-                    ("user_encoder_small_batches", getattr(rec._user_small, "session", None)),
-                    ("text_encoder", rec._text),
-                )
-                if s is not None
-            }
+            # role -> providers; "user_encoder_cpu" encodes small batches on the CPU
+            sessions = {role: s.get_providers() for role, s in rec.sessions.items()}
+            on_gpu = [r for r in sessions if r != "user_encoder_cpu"]
             ok = (
                 rec.device == "cuda"
-                and rec.scoring == "ort-topk"
+                and rec.scoring == "topk"
                 and where == "cuda"
-                and sessions["user_encoder"][0] == "CUDAExecutionProvider"
-                and sessions["text_encoder"][0] == "CUDAExecutionProvider"
+                and all(sessions[r][0] == "CUDAExecutionProvider" for r in on_gpu)
             )
             return ok, {
                 "providers": list(rec.providers),
                 "scoring": rec.scoring,
                 "item_matrix_on": where,
                 "sessions": sessions,
+                "graph_files": dict(rec.graph_files),
             }
 
         @check(f"{p}: CUDA top-10 agrees with the CPU fp32 runtime")
@@ -246,13 +243,15 @@ def main() -> None:
         if not rec.can_add_items:
             return False, {"error": "bundle has no text encoder"}
         texts = [f"A new film number {i} | Drama|Romance|{1990 + i % 30}" for i in range(64)]
-        v_gpu = rec._encode_texts(texts)
-        v_cpu = cpu._encode_texts(texts)
+        new_ids = [10_000_000 + i for i in range(64)]
+        rec.add_items(new_ids, texts)
+        # the same items added on a CPU twin: their vectors as the catalog stores them
+        twin = Recommender.load(args.bundle, providers="cpu", threads=1, precision="fp32")
+        twin.add_items(new_ids, texts)
+        v_gpu, v_cpu = rec.item_vectors(new_ids), twin.item_vectors(new_ids)
         cos = np.sum(v_gpu * v_cpu, 1) / (
             np.linalg.norm(v_gpu, axis=1) * np.linalg.norm(v_cpu, axis=1) + 1e-12
         )
-        new_ids = [10_000_000 + i for i in range(64)]
-        rec.add_items(new_ids, texts)
         t0 = time.perf_counter()
         rec.add_items([20_000_000 + i for i in range(256)], texts * 4)
         rate = 256 / (time.perf_counter() - t0)
@@ -268,10 +267,11 @@ def main() -> None:
             "items_per_s_256": round(rate, 1),
         }
 
-    @check("ORT TopK over 1M float16 rows on CUDA agrees with numpy")
+    @check("the bundle's topk graph over 1M float16 rows on CUDA agrees with numpy")
     def _million():
         from edgerec.runtime.catalog import Catalog
-        from edgerec.runtime.scoring import OrtTopKScorer
+        from edgerec.runtime.providers import create_session
+        from edgerec.runtime.scoring import DeviceScorer
 
         rng = np.random.default_rng(3)
         n, d = 1_000_000, int(manifest["dims"]["dim"])
@@ -282,19 +282,25 @@ def main() -> None:
         )
         gpu = args.provider == "cuda"
         providers = (
-            ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu else ("CPUExecutionProvider",)
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         )
-        sc = OrtTopKScorer(cat, providers, None, "cuda" if gpu else "cpu")
+        # float16 on the device; the CPU dry run takes the float32 graph (CPUs lack the
+        # float16 kernels) and the scorer upcasts the matrix for it
+        name = manifest["scorers"]["topk_fp16" if gpu else "topk"]
+        session = create_session((args.bundle / name).read_bytes(), name, providers, None)
+        sc = DeviceScorer(cat, session, "cuda" if gpu else "cpu")
         users = rng.standard_normal((8, d)).astype(np.float32)
-        got = sc.topk(users, 100, [np.array([1, 2, 3], np.int64)] * 8)
+        excluded = np.tile(np.array([[1, 2, 3]], np.int64), (8, 1))
+        none = np.zeros((8, 1), np.int64)  # row 0: padding, masked by the bias anyway
+        got = sc.topk(users, 100, cat.bias, excluded)
         ref_scores = users.astype(np.float32) @ m.astype(np.float32).T
         ref_scores[:, [0, 1, 2, 3]] = -np.inf
         agree = []
         for j, (rows, _) in enumerate(got):
             want = np.argsort(-ref_scores[j])[:100]
             agree.append(len(set(rows.tolist()) & set(want.tolist())) / 100)
-        single = median_ms(lambda: sc.topk(users[:1], 10, [np.empty(0, np.int64)]))
-        batch = median_ms(lambda: sc.topk(users, 10, [np.empty(0, np.int64)] * 8))
+        single = median_ms(lambda: sc.topk(users[:1], 10, cat.bias, none[:1]))
+        batch = median_ms(lambda: sc.topk(users, 10, cat.bias, none))
         return min(agree) >= 0.97, {
             "min_top100_overlap": min(agree),
             "ms_one_user_k10": round(single, 4),
@@ -308,13 +314,16 @@ def main() -> None:
             rec = Recommender.load(
                 args.bundle, providers=args.provider, precision="fp32", user_encoder=placement
             )
-            cat = rec._state_ref.catalog
             for b in (1, 8, 64, 256):
-                preps = [rec._prepare(cat, h, None, None, False) for h in h50[:b]]
-                rows[f"{placement} batch {b}"] = round(
-                    median_ms(lambda rec=rec, cat=cat, preps=preps: rec._encode(cat, preps)), 4
-                )
-            vectors[placement] = rec._encode(cat, preps)[0]
+                # the session recommend_batch runs for b histories, on its request arrays
+                sess = adapter.encoder_session(rec, b)
+
+                def encode(rec=rec, sess=sess, b=b):
+                    feeds = adapter.user_encoder_feeds(rec, h50[:b])
+                    return sess.run(["user"], feeds)[0]
+
+                rows[f"{placement} batch {b}"] = round(median_ms(encode), 4)
+            vectors[placement] = encode()
         diff = float(np.abs(vectors["cpu"] - vectors["device"]).max())
         scale = float(np.abs(vectors["cpu"]).max())
         # float32 on both (TF32 off): differences at rounding level, not 1e-3
@@ -326,7 +335,6 @@ def main() -> None:
 
     @check("onnxruntime profile of the GPU user-encoder session (where the time goes)")
     def _profile():
-        import dataclasses
         import os
 
         import onnxruntime as ort
@@ -338,18 +346,17 @@ def main() -> None:
         so.enable_profiling = True
         so.profile_file_prefix = str(args.out.parent / "ue_profile")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        blob = (args.bundle / rec._user_main.file).read_bytes()
+        # a profiling session of the file the recommender's GPU user encoder runs
+        blob = (args.bundle / rec.graph_files["user_encoder"]).read_bytes()
         sess = ort.InferenceSession(blob, so, providers=list(rec.providers))
-        rec._user_main = dataclasses.replace(rec._user_main, session=sess, run=sess.run)
-        cat = rec._state_ref.catalog
         summary = {}
         for b, reps in ((1, 30), (256, 5)):
-            preps = [rec._prepare(cat, h, None, None, False) for h in h50[:b]]
+            feeds = adapter.user_encoder_feeds(rec, h50[:b])
             for _ in range(3):
-                rec._encode(cat, preps)
+                sess.run(None, feeds)
             t0 = time.perf_counter()
             for _ in range(reps):
-                rec._encode(cat, preps)
+                sess.run(None, adapter.user_encoder_feeds(rec, h50[:b]))
             summary[f"batch {b} wall ms per call"] = round(
                 (time.perf_counter() - t0) / reps * 1e3, 3
             )
@@ -448,12 +455,12 @@ def torch_latency(run: Path, bundle: Path, one: list, batch: list, lat, device: 
     import torch
 
     from edgerec.features import gap_buckets
-    from edgerec.runtime.bundle import load_bundle
+    from edgerec.runtime.bundle import verify
     from edgerec.training.checkpoint import load_run
 
     dev = torch.device(device)
     model = load_run(run).model.eval().to(dev)
-    data = load_bundle(bundle)
+    data = verify(bundle)
     index = {x: i + 1 for i, x in enumerate(data.item_ids.ids)}
     items = data.items.astype(np.float32)
     if data.scale is not None:

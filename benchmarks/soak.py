@@ -64,8 +64,7 @@ def rss_kib() -> int:
 
 def make_pool(rec, n: int, seed: int) -> list[tuple[str, dict]]:
     """Distinct requests with what apps send: known and unknown ids, side inputs."""
-    cat = rec._state_ref.catalog
-    ids = [cat.ids[r] for r in np.flatnonzero(cat.active)]
+    ids = rec.item_ids
     vocab = list(rec.manifest.behaviour_vocab)
     rng = np.random.default_rng(seed)
 
@@ -221,8 +220,7 @@ def update_phase(bundle, load_kwargs, n_threads: int, n_updates: int, seed: int)
     twin = Recommender.load(bundle, **load_kwargs)
     if not rec.can_add_items:
         return {"skipped": "the bundle has no text encoder"}
-    cat = rec._state_ref.catalog
-    ids = [cat.ids[r] for r in np.flatnonzero(cat.active)]
+    ids = rec.item_ids
     rng = np.random.default_rng(seed)
     history = [ids[i] for i in rng.integers(0, len(ids), 30)]
     batch = [[ids[i] for i in rng.integers(0, len(ids), n)] for n in (5, 0, 40)]
@@ -390,7 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distinct", type=int, default=2000, help="size of the request pool")
     p.add_argument("--updates", type=int, default=50, help="add/remove rounds in phase 2")
     p.add_argument("--ort-threads", type=int, default=1, help="onnxruntime intra-op threads")
-    p.add_argument("--scoring", default="auto")
+    p.add_argument(
+        "--scoring",
+        default="auto",
+        choices=("auto", "graph", "int8", "topk"),
+        help="the runtime's scorer (auto: the recommend graph below 100k items, else int8)",
+    )
     p.add_argument("--precision", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results")
