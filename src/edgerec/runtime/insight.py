@@ -1,5 +1,5 @@
-"""What a ``Recommender`` can tell besides recommendations: user vectors, item vectors
-and explanations (which horizon led, which history events drove each item). A mixin of
+"""What a ``Recommender`` can tell besides recommendations: what it holds, user vectors,
+item vectors and explanations (which horizon led, which history events drove each item). A mixin of
 ``Recommender``: it reads the same catalog snapshot and runs the bundle's
 ``user_encoder`` graph through ``Recommender._encode``."""
 
@@ -19,6 +19,33 @@ from edgerec.runtime.results import (
 
 
 class Insight:
+    @property
+    def n_items(self) -> int:
+        """Items that can be recommended now (bundle items + added - removed)."""
+        return self._state.catalog.n_active
+
+    @property
+    def item_ids(self) -> list:
+        """The ids that can be recommended now, in catalog order."""
+        cat = self._state.catalog
+        return [cat.ids[row] for row in np.flatnonzero(cat.active)]
+
+    @property
+    def max_len(self) -> int:
+        return self.manifest.dims.max_len
+
+    @property
+    def can_add_items(self) -> bool:
+        return self._text is not None
+
+    def __contains__(self, item_id: object) -> bool:
+        cat = self._state.catalog
+        try:
+            row = int(R.lookup([item_id], cat, lambda i: "item_id")[0])
+        except ValueError:
+            return False
+        return row > 0 and bool(cat.active[row])
+
     def _one(self, history, behaviours, timestamps, strict, now):
         strict = R.check_flag(strict, "strict")
         cat = self._state.catalog

@@ -221,3 +221,16 @@ def referenced_files(m: Manifest) -> list[str]:
     for variants in m.graphs.values():
         names.extend(variants.values())
     return list(dict.fromkeys(names))
+
+
+def choose_precision(m: Manifest, precision: str | None, device: str) -> str:
+    """The precision asked for, else the bundle's default (fp16 only on a GPU)."""
+    if precision is not None:
+        if precision not in m.precisions:
+            raise ValueError(
+                f"precision {precision!r} is not in this bundle (it has {', '.join(m.precisions)})"
+            )
+        return precision
+    if m.default_precision == "fp16" and device != "cuda":  # fp16 runs slowly on CPUs
+        return next((p for p in ("int8", "fp32") if p in m.precisions), "fp16")
+    return m.default_precision

@@ -24,9 +24,11 @@ import numpy as np
 
 from edgerec.errors import EdgerecError
 from edgerec.runtime import requests as R
-from edgerec.runtime.bundle import Manifest, check_interface, graph_roles, verify
+from edgerec.runtime.bundle import Manifest, graph_roles, verify
 from edgerec.runtime.catalog import Catalog
 from edgerec.runtime.insight import Insight
+from edgerec.runtime.interfaces import check_interface
+from edgerec.runtime.manifest import choose_precision
 from edgerec.runtime.providers import CPU, active_device, create_session, fast_run, plan_providers
 from edgerec.runtime.results import (
     Recommendation,
@@ -55,19 +57,6 @@ class _State(NamedTuple):
     catalog: Catalog
     scorer: object | None  # None: the recommend graph scores
     by_popularity: np.ndarray  # active rows, most popular first (ties by row)
-
-
-def choose_precision(m: Manifest, precision: str | None, device: str) -> str:
-    """The precision asked for, else the bundle's default (fp16 only on a GPU)."""
-    if precision is not None:
-        if precision not in m.precisions:
-            raise ValueError(
-                f"precision {precision!r} is not in this bundle (it has {', '.join(m.precisions)})"
-            )
-        return precision
-    if m.default_precision == "fp16" and device != "cuda":  # fp16 runs slowly on CPUs
-        return next((p for p in ("int8", "fp32") if p in m.precisions), "fp16")
-    return m.default_precision
 
 
 class Recommender(Insight, CatalogUpdates):
@@ -219,8 +208,8 @@ class Recommender(Insight, CatalogUpdates):
         """Top-``k`` items for one history (original item ids, oldest first).
 
         - ``behaviours``: one vocabulary value per event (e.g. ratings); None: the
-          bundle's default behaviour. Values outside the vocabulary are read as the
-          default and reported (``unknown_behaviours``).
+          bundle's default behaviour. Values outside the vocabulary are read as its
+          first entry ("none") and reported (``unknown_behaviours``).
         - ``timestamps``: event times in seconds; ``now``: the request time (the gate
           reads how long ago the last event was). Unknown without them.
         - ``exclude_seen``: never recommend the history's own items.
@@ -229,18 +218,9 @@ class Recommender(Insight, CatalogUpdates):
           ``UnknownItemError`` with ``strict=True``; a history with no known id falls
           back to popularity (``fallback == "popularity"``).
         """
-        return self._recommend(
-            [history],
-            [behaviours],
-            [timestamps],
-            [now],
-            k,
-            exclude_seen,
-            candidates,
-            exclude,
-            strict,
-            lambda i: "",
-        )[0]
+        sides = ([behaviours], [timestamps], [now])
+        options = (k, exclude_seen, candidates, exclude, strict)
+        return self._recommend([history], *sides, *options, lambda i: "")[0]
 
     def recommend_batch(
         self,
@@ -264,24 +244,12 @@ class Recommender(Insight, CatalogUpdates):
             histories = list(histories)  # one row per history
         hist = R.as_list(histories, "histories", R.MAX_BATCH)
         n = len(hist)
-        behs = R._per_history(behaviours, n, "behaviours")
-        tss = R._per_history(timestamps, n, "timestamps")
-        if isinstance(now, Iterable) and not isinstance(now, str | bytes):
-            nows = R._per_history(now, n, "now")
-        else:
-            nows = [now] * n
-        return self._recommend(
-            hist,
-            behs,
-            tss,
-            nows,
-            k,
-            exclude_seen,
-            candidates,
-            exclude,
-            strict,
-            lambda i: f"histories[{i}]: ",
-        )
+        behs = R.per_history(behaviours, n, "behaviours")
+        tss = R.per_history(timestamps, n, "timestamps")
+        many = isinstance(now, Iterable) and not isinstance(now, str | bytes)
+        nows = R.per_history(now, n, "now") if many else [now] * n
+        options = (k, exclude_seen, candidates, exclude, strict)
+        return self._recommend(hist, behs, tss, nows, *options, lambda i: f"histories[{i}]: ")
 
     def _recommend(
         self, hist, behs, tss, nows, k, exclude_seen, candidates, exclude, strict, name
@@ -417,35 +385,6 @@ class Recommender(Insight, CatalogUpdates):
             order = order[np.isfinite(bias[0, order])]
         rows = order[:k]
         return rows.tolist(), state.catalog.popularity[rows].tolist()
-
-    # --- what is loaded -----------------------------------------------------------------
-
-    @property
-    def n_items(self) -> int:
-        """Items that can be recommended now (bundle items + added - removed)."""
-        return self._state.catalog.n_active
-
-    @property
-    def item_ids(self) -> list:
-        """The ids that can be recommended now, in catalog order."""
-        cat = self._state.catalog
-        return [cat.ids[row] for row in np.flatnonzero(cat.active)]
-
-    @property
-    def max_len(self) -> int:
-        return self.manifest.dims.max_len
-
-    @property
-    def can_add_items(self) -> bool:
-        return self._text is not None
-
-    def __contains__(self, item_id: object) -> bool:
-        cat = self._state.catalog
-        try:
-            row = int(R.lookup([item_id], cat, lambda i: "item_id")[0])
-        except ValueError:
-            return False
-        return row > 0 and bool(cat.active[row])
 
     def __repr__(self) -> str:
         return (

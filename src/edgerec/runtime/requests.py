@@ -174,7 +174,7 @@ class Batch(NamedTuple):
     positions: list[np.ndarray] | None  # known events' indices in each history as given
 
 
-def _per_history(values: object, n: int, name: str) -> list:
+def per_history(values: object, n: int, name: str) -> list:
     if values is None:
         return [None] * n
     out = as_list(values, name, MAX_BATCH)
