@@ -140,6 +140,34 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(res: dict, path: Path) -> bool:
+    """p50 and p95 per target as bars (matplotlib's object API; skipped without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = {"python": "Python (CPU)", "node": "Node", "chromium-wasm-1thread": "Chromium wasm"}
+    targets = res["targets"]
+    fig = Figure(figsize=(6, 3.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = range(len(targets))
+    for offset, key, label in ((-0.2, "p50Ms", "p50"), (0.2, "p95Ms", "p95")):
+        ax.bar([x + offset for x in xs], [t[key] for t in targets.values()], 0.4, label=label)
+    ax.set_xticks(list(xs), [names.get(k, k) for k in targets])
+    ax.set_yscale("log")
+    ax.set_ylabel("recommend() ms (log)")
+    ax.axhline(GOALS["browser_p50_ms"], color="grey", lw=0.8, ls="--", label="browser p50 goal")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{Path(res['meta']['bundle']).name}: {res['meta']['requests']} histories, k=10")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, required=True)
@@ -188,8 +216,11 @@ def main(argv=None) -> None:
         },
     }
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    a.out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
+    text = markdown(res)
+    if plot(res, a.out.with_suffix(".png")):
+        text += f"\n![p50 and p95 per target]({a.out.with_suffix('.png').name})\n"
+    a.out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
