@@ -34,19 +34,19 @@ def previous(tmp_path_factory):
 
 
 def test_an_exception_mid_export_keeps_the_previous_bundle(previous, monkeypatch):
-    from edgerec.export import export_bundle, onnx_user
+    from edgerec.export import export_bundle, serving
 
     run, bundle = previous
     before = _snapshot(bundle)
     siblings = _visible_siblings(bundle)
     seen = {}
 
-    def broken_export(model, path, **kwargs):
-        Path(path).write_bytes(b"half a graph")
-        seen["tmp"] = Path(path).parent
+    def broken_export(encoder, folder, **kwargs):
+        (Path(folder) / "recommend.onnx").write_bytes(b"half a graph")
+        seen["tmp"] = Path(folder)
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(onnx_user, "export_user_encoder", broken_export)
+    monkeypatch.setattr(serving, "write_serving_graphs", broken_export)
     with pytest.raises(RuntimeError, match="injected failure"):
         export_bundle(run, bundle, precisions=("fp32",))
     assert seen["tmp"] != bundle and not seen["tmp"].exists()
