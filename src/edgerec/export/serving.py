@@ -25,6 +25,8 @@ item_table (/ request_gaps) -> user / gate / attention, and is spliced in unchan
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from edgerec.features import FIRST_GAP_MARK, GAP_PAD, MARKED_BUCKET_EDGES
@@ -127,7 +129,6 @@ def _front(max_len: int) -> tuple[list, list]:
         op("ReduceSum", ["request_below_i", "axis0"], "request_bucket", keepdims=0),
         op("Equal", [NOW, "unknown_now"], "now_unknown"),
         op("Where", ["now_unknown", "gap_pad", "request_bucket"], "request_gaps"),
-        op("Identity", [ITEM_MATRIX], "item_table"),
     ]
     return nodes, inits
 
@@ -169,7 +170,10 @@ def serving_graph(encoder, *, max_len: int, dim: int, scoring: bool):
     if missing:
         raise EdgerecError(f"the user encoder takes inputs the request cannot feed: {missing}")
     nodes, inits = _front(max_len)
-    nodes += list(graph.node)
+    for node in graph.node:  # the encoder reads the item matrix input itself: an Identity
+        node = copy.deepcopy(node)  # in between copied a 1M-row matrix on every run
+        node.input[:] = [ITEM_MATRIX if x == "item_table" else x for x in node.input]
+        nodes.append(node)
     inits += list(graph.initializer)
     int_matrix = ("batch", "events")
     inputs = [
