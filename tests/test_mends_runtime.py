@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runtime_helpers import make_bundle
 
@@ -60,3 +61,18 @@ def test_the_cli_labels_popularity_counts_and_names_unknown_behaviours(bundle, c
         capsys,
     )
     assert code == 0 and "7" in out and "not in the bundle's vocabulary" in " ".join(out.split())
+
+
+def test_a_cold_items_vector_does_not_depend_on_the_items_added_with_it(tmp_path):
+    """The int8 text encoder quantizes activations per run: one text per run keeps a
+    cold item's vector its own (a batch would share one scale)."""
+    from reliability_helpers import copy_bundle
+
+    mates = ["zzzz qqqq xxxx " * 20, "!!!! ???? #### " * 20, "0 1 2 3 4 5 6 7 8 9 " * 6]
+    texts = ["space war story", *mates, *(f"item {i} " * 10 for i in range(20))]
+    alone = Recommender.load(copy_bundle(tmp_path / "a"), providers="cpu")
+    together = Recommender.load(copy_bundle(tmp_path / "b"), providers="cpu")
+    assert alone.graph_files["text_encoder"].endswith(".int8.onnx")
+    alone.add_items([90_001], texts[:1])
+    together.add_items(list(range(90_001, 90_001 + len(texts))), texts)
+    np.testing.assert_array_equal(alone.item_vectors([90_001]), together.item_vectors([90_001]))

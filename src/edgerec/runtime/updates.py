@@ -20,12 +20,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 class CatalogUpdates:
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         """Item vectors of ``texts``; batches group texts of similar length, so little
-        compute goes to padding (the graph pools over the attention mask)."""
+        compute goes to padding (the graph pools over the attention mask). An int8 text
+        encoder quantizes its activations with one scale per run, which would make a
+        text's vector depend on its batch mates: it encodes one text per run."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         inputs = {i.name for i in self._text.get_inputs()}
         vectors = np.zeros((len(texts), self.dim), np.float32)
-        for start in range(0, len(texts), _TEXT_BATCH):
-            idx = order[start : start + _TEXT_BATCH]
+        step = 1 if self.graph_files.get("text_encoder", "").endswith(".int8.onnx") else _TEXT_BATCH
+        for start in range(0, len(texts), step):
+            idx = order[start : start + step]
             tokens = self._tokenizer([texts[i] for i in idx])
             (vectors[idx],) = self._text.run(["item_vector"], {n: tokens[n] for n in inputs})
         check_finite(vectors, "text encoder")
