@@ -33,20 +33,20 @@ NOTES_FILE = RESULTS / "generalization_notes.md"  # hand-written observations, a
 
 # Synthetic worlds; each differs from the generator's default in the fields named.
 WORLDS = {
-    "synthetic-default": {},  # 600 items, 1200 users, 30-70 events, sessions of 4-12
     # 10k items in 40 categories with a steep tail: most items are seen a few times
     "longtail-10k": dict(
         n_items=10_000,
-        n_users=2_000,
+        n_users=1_500,
         n_categories=40,
         popularity_exponent=1.2,
         min_events=20,
         max_events=50,
     ),
     # long histories: ~150 events a user, 2k items
-    "long-histories": dict(n_items=2_000, n_users=400, min_events=120, max_events=180),
-    "weak-sessions": dict(p_follow_intent=0.35, n_users=800),  # intent barely matters
-    "strong-sessions": dict(p_follow_intent=0.9, n_users=800),  # almost all intent
+    "long-histories": dict(n_items=2_000, n_users=250, min_events=120, max_events=180),
+    "strong-sessions": dict(p_follow_intent=0.9, n_users=600),  # almost all intent
+    "weak-sessions": dict(p_follow_intent=0.35, n_users=600),  # intent barely matters
+    "synthetic-default": {},  # the demo's world: 600 items, 1200 users, 30-70 events
 }
 
 
@@ -90,10 +90,17 @@ def run_world(world, ds, source, name, overrides, seed, out_root: Path) -> dict:
         world_config=WORLDS.get(world),
         data_shape=config["training"].get("data_shape"),
         stop_reason=metrics.get("stop_reason"),
+        cooldown_trigger=metrics.get("cooldown_trigger"),
         steps_run=metrics.get("steps_run"),
         curve=metrics.get("curve"),
     )
     return rec
+
+
+def stop(r: dict) -> str:
+    """Why training ended; for a cool-down, what started it (plateau, epochs, time)."""
+    trigger = r.get("cooldown_trigger")
+    return (r.get("stop_reason") or "-") + (f" ({trigger})" if trigger else "")
 
 
 def render(lines: list[dict]) -> str:
@@ -138,7 +145,7 @@ def render(lines: list[dict]) -> str:
             f"| {r['world']} | {r['name']} | {r['seed']} | {cell(b.get('mostpop'))} "
             f"| {cell(b.get('itemknn'))} | {cell(b.get('markov'))} | **{cell(r['test'])}** "
             f"| {fmt(r['valid']['ndcg@10'])} | {r['best_epoch']}/{r['epochs_run']} "
-            f"| {r.get('stop_reason') or '-'} | {fmt(r['train_seconds'] / 60, 1)} |"
+            f"| {stop(r)} | {fmt(r['train_seconds'] / 60, 1)} |"
         )
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in lines:
@@ -161,6 +168,9 @@ def render(lines: list[dict]) -> str:
             f"| {fmt(sum(r['test']['hr@10'] for r in rs) / n)} | {fmt(best_base)} "
             f"| {describe(rs[0])} |"
         )
+    commands = list(dict.fromkeys(r["command"] for r in lines if r.get("command")))
+    if commands:
+        out += ["", "Made by:", "", "```bash", *commands, "```"]
     notes = NOTES_FILE.read_text() if NOTES_FILE.is_file() else ""
     return "\n".join(out) + "\n" + ("\n" + notes if notes else "")
 

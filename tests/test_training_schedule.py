@@ -64,6 +64,7 @@ def test_the_cooldown_ends_at_the_epochs_ceiling_and_the_curve_is_recorded(ds, t
     total = 4 * STEPS_PER_EPOCH
     assert m["stop_reason"] == "cooldown_done" and m["steps_run"] == total
     assert m["cooldown_start_step"] == math.ceil(total / 2)  # s * (1 + 1.0) >= total
+    assert m["cooldown_trigger"] == "epochs"
     assert m["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-9)
     curve = m["curve"]
     assert [c["step"] for c in curve] == [9, 18, 27, 36]
@@ -85,7 +86,7 @@ def test_a_plateau_starts_the_cooldown_and_its_end_stops_training_mid_epoch(ds, 
         progress=False,
     )
     start = 2 * STEPS_PER_EPOCH
-    assert m["cooldown_start_step"] == start
+    assert m["cooldown_start_step"] == start and m["cooldown_trigger"] == "plateau"
     assert m["steps_run"] == start + math.ceil(0.25 * start)  # ends inside epoch 3
     assert m["stop_reason"] == "cooldown_done" and m["epochs_run"] == 3
     assert m["history"][-1]["partial"] and m["best_epoch"] == 1
@@ -102,6 +103,7 @@ def test_a_time_budget_stops_training_gracefully_with_the_best_weights(ds, tmp_p
     m = train(ds, tmp_path / "r", *configs(epochs=50, time_budget=1e-3), progress=False)
     assert m["finished"] and m["stop_reason"] == "time_budget"
     assert m["steps_run"] <= 2 and m["epochs_run"] == 1
+    assert m["cooldown_trigger"] == "time_budget"
     run = load_run(tmp_path / "r")  # the best (only) evaluation's weights were written
     assert run.model_config.max_len == 15
 

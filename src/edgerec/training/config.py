@@ -31,9 +31,11 @@ class ModelConfig:
     window: int = 5  # short-term window W
     dropout: float = 0.2
     id_dropout: float = 0.1  # items trained without their ID embedding, for cold start
-    # an item seen n times adds its ID embedding scaled by n / (n + id_prior): sparse items
-    # lean on their text vector (training/scaling.py); 0: every ID embedding at full weight
-    id_prior: float = 5.0
+    # an item seen n times adds its ID embedding scaled by n / (n + id_prior), so sparse
+    # items lean on their text vector (training/scaling.py). Off (0): on a 10k-item long
+    # tail, 5 cost more than half the test NDCG@10 (0.13 vs 0.34): a rare item's ID
+    # embedding is what carries its low popularity (benchmarks/results/generalization.md)
+    id_prior: float = 0.0
     learn_temperature: bool = True
     # The gate: one long/short weight per user ("scalar"; "vector": per dimension), reading
     # the time from the last event to the request (request_time), trained with a share of

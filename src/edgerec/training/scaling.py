@@ -5,13 +5,16 @@ history, rounded to a multiple of 10, within [MIN_LEN, MAX_LEN]. A typical user 
 in full; heavy users contribute their latest MAX_LEN events (the LSTM's cost grows
 linearly with it). MovieLens 100K: median 63 -> 60; 150-event histories -> 150.
 
-How much an item leans on its ID embedding versus its text vector: an item seen ``n``
-times in training adds its ID embedding scaled by n / (n + ID_PRIOR) (``id_prior`` in
-the model config), so an item with a handful of interactions is mostly its text vector
-and a well-watched one mostly collaborative; a brand-new item (n = 0) is its text vector
-alone, which is what the runtime's cold-start path serves. This is a per-item rule, so
-it transfers between a catalog of 1,682 well-watched items and one of 10k with a long
-tail without a per-set constant.
+How much an item leans on its ID embedding versus its text vector: with ``id_prior``
+> 0 in the model config, an item seen ``n`` times in training adds its ID embedding
+scaled by n / (n + id_prior), so an item with a handful of interactions is mostly its
+text vector; a brand-new item (n = 0) is its text vector alone, as the runtime's
+cold-start path serves it. Measured, it is **off by default**: on a synthetic catalog of
+10k items (85 % seen fewer than 5 times) id_prior 5 reached test NDCG@10 0.13 against
+0.34 with full ID weights (valid 0.096 vs 0.174 at the same step), because a rare item's
+ID embedding is what learns that it is rare; with weak ID weights the rare items of a
+category score as high as its popular ones (their texts are alike). Cold start does not
+need it: the item tower is trained with ``id_dropout`` (10 % of item vectors text-only).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 MIN_LEN = 20
 MAX_LEN = 200
-ID_PRIOR = 5.0  # interactions at which an item's ID embedding gets half its weight
+ID_PRIOR = 5.0  # a value to try (--id-prior): interactions at which an ID gets half weight
 
 
 def data_shape(split) -> dict:

@@ -615,6 +615,7 @@ def _train(
         "bad_epochs": 0,
         "cooldown_start": -1,
         "cooldown_steps": 0,
+        "cooldown_trigger": None,
         "stop_reason": None,
         "history": [],
     }
@@ -635,9 +636,10 @@ def _train(
     budget = float(train_cfg.time_budget)
     share = float(train_cfg.cooldown)
 
-    def start_cooldown(step: int, steps: int) -> None:
+    def start_cooldown(step: int, steps: int, trigger: str) -> None:
         steps = max(1, min(steps, total_steps - step))
         state.update(cooldown_start=step, cooldown_steps=steps, bad_epochs=0)
+        state["cooldown_trigger"] = trigger  # "plateau", "epochs" or "time_budget"
         phase.update(cooldown_start=step, cooldown_steps=steps)
 
     bar = _Progress(show, train_cfg.epochs, batches_per_epoch)
@@ -701,9 +703,9 @@ def _train(
                     spent = distributed.broadcast_floats(dist, [spent], device)[0]
                 if plateau and state["cooldown_start"] < 0 and share > 0:
                     if step * (1.0 + share) >= total_steps:  # end the cool-down at the ceiling
-                        start_cooldown(step, total_steps - step)
+                        start_cooldown(step, total_steps - step, "epochs")
                     elif budget > 0 and spent >= 0.95 * budget / (1.0 + share):
-                        start_cooldown(step, math.ceil(share * step))
+                        start_cooldown(step, math.ceil(share * step), "time_budget")
                 cool = state["cooldown_start"]
                 if plateau and cool >= 0 and step >= cool + state["cooldown_steps"]:
                     stop_now = "cooldown_done"
@@ -749,7 +751,7 @@ def _train(
                 state["stop_reason"] = stop_now
             elif state["bad_epochs"] >= train_cfg.patience:
                 if plateau and share > 0 and state["cooldown_start"] < 0:
-                    start_cooldown(state["step"], math.ceil(share * state["step"]))
+                    start_cooldown(state["step"], math.ceil(share * state["step"]), "plateau")
                 elif not plateau or share == 0:
                     state["stop_reason"] = "patience"
             if not state["stop_reason"] and state["epoch"] >= train_cfg.epochs:
@@ -790,6 +792,7 @@ def _train(
             "stopped_early": state["stop_reason"] != "epochs",
             "stop_reason": state["stop_reason"],
             "cooldown_start_step": state["cooldown_start"],
+            "cooldown_trigger": state["cooldown_trigger"],
             **result,
             "curve": validation_curve(state["history"]),
             "history": state["history"],
