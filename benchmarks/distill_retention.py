@@ -117,8 +117,9 @@ def render(lines: list[dict]) -> str:
                 f"| {t['student_test_ndcg@10'] / t['teacher_test_ndcg@10']:.1%} "
                 f"| {t['heldout_mean_cosine']:.3f} |"
             )
-    if lines:
-        out += ["", f"Command: `{lines[-1]['command']}`"]
+    commands = list(dict.fromkeys(r["command"] for r in lines if r.get("command")))
+    if commands:
+        out += ["", "Made by:", "", "```bash", *commands, "```"]
     return "\n".join(out) + "\n"
 
 
