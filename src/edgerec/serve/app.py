@@ -239,14 +239,10 @@ class Service:
         try:
             lists = rec.recommend_batch(
                 [p.history for p in payloads],
-                k=o.k,
-                exclude_seen=o.exclude_seen,
                 behaviours=None if key[1] is False else [p.behaviours for p in payloads],
                 timestamps=None if key[2] is False else [p.timestamps for p in payloads],
                 now=[p.now for p in payloads],
-                candidates=o.candidates,
-                exclude=o.exclude,
-                strict=o.strict,
+                **o.kwargs(),
             )
         except Exception:  # one request spoiled the batch: answer each on its own
             return [self._run_one(served, p) for p in payloads]
@@ -257,15 +253,7 @@ class Service:
         o = p.options
         try:
             r = served.rec.recommend(
-                p.history,
-                k=o.k,
-                exclude_seen=o.exclude_seen,
-                behaviours=p.behaviours,
-                timestamps=p.timestamps,
-                candidates=o.candidates,
-                exclude=o.exclude,
-                strict=o.strict,
-                now=p.now,
+                p.history, behaviours=p.behaviours, timestamps=p.timestamps, now=p.now, **o.kwargs()
             )
         except Exception as e:
             return e
@@ -277,14 +265,10 @@ class Service:
         try:
             lists = served.rec.recommend_batch(
                 p.histories,
-                k=o.k,
-                exclude_seen=o.exclude_seen,
                 behaviours=p.behaviours,
                 timestamps=p.timestamps,
-                candidates=o.candidates,
-                exclude=o.exclude,
-                strict=o.strict,
                 now=p.now,
+                **o.kwargs(),
             )
         except Exception as e:
             return e

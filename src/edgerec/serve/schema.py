@@ -169,6 +169,16 @@ class Options:
     candidates: tuple | None
     exclude: tuple | None
 
+    def kwargs(self) -> dict:
+        """These options as ``recommend`` / ``recommend_batch`` keyword arguments."""
+        return {
+            "k": self.k,
+            "exclude_seen": self.exclude_seen,
+            "strict": self.strict,
+            "candidates": self.candidates,
+            "exclude": self.exclude,
+        }
+
 
 @dataclass(frozen=True)
 class One:
