@@ -291,8 +291,11 @@ export class Recommender {
     const order = texts.map((_, i) => i).sort((a, b) => texts[a].length - texts[b].length);
     const names = new Set(this.textSession.inputNames);
     const vectors = new Float32Array(texts.length * this.dim);
-    for (let start = 0; start < texts.length; start += TEXT_BATCH) {
-      const idx = order.slice(start, start + TEXT_BATCH);
+    // an int8 text encoder quantizes a run's activations with one scale: one text per
+    // run keeps each item's vector its own (as the Python runtime does)
+    const step = /\.int8\.(onnx|ort)$/.test(this.graphFiles.text_encoder) ? 1 : TEXT_BATCH;
+    for (let start = 0; start < texts.length; start += step) {
+      const idx = order.slice(start, start + step);
       const t = this.tokenizer.encode(idx.map((i) => texts[i]));
       const feeds = { input_ids: new T("int64", t.ids, t.shape), attention_mask: new T("int64", t.mask, t.shape) };
       if (names.has("token_type_ids")) feeds.token_type_ids = new T("int64", t.types, t.shape);
