@@ -18,6 +18,11 @@ def demo(
         Path("demo"), "--out", "-o", help="Folder for the run and the bundle."
     ),
     epochs: int = typer.Option(None, help="Maximum training epochs (default: the trainer's)."),
+    time_budget: float = typer.Option(
+        240.0,
+        help="Seconds of training; early stopping may end it sooner (0: no budget). "
+        "The demo is bounded so that it finishes in minutes on 2 cores.",
+    ),
     distill: bool = typer.Option(True, "--distill/--no-distill", help="Distill both encoders."),
     users: int = typer.Option(3, help="Users to show recommendations for."),
     seed: int = typer.Option(0, help="Seed of the synthetic world and of training."),
@@ -52,7 +57,7 @@ def demo(
     )
 
     console.rule("2. train")
-    train_cfg = TrainConfig(seed=seed)
+    train_cfg = TrainConfig(seed=seed, time_budget=time_budget)
     if epochs is not None:
         train_cfg.epochs = epochs
     t0 = time.perf_counter()
