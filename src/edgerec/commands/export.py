@@ -62,6 +62,11 @@ def _summary(manifest: dict, out: Path) -> None:
             f"{d.get('student_test_ndcg@10', float('nan')):.4f} "
             f"(teacher {d.get('teacher_test_ndcg@10', float('nan')):.4f})"
         )
+        if "chosen" in d:  # the user encoder: which model kept the validation bound
+            console.print(
+                f"  shipped: the {d['chosen']}, validation NDCG@10 retention "
+                f"{d['retention']:.1%} (bound {d['min_retention']:.0%})"
+            )
     total = sum(f["size"] for f in files.values())
     console.print(f"{len(files) + 1} files, {total / 1e6:.1f} MB, written to {out}")
 
