@@ -112,7 +112,7 @@ class Recommender(Insight, CatalogUpdates):
         self.path: Path = data.root
         self.threads = threads
         self.dim = m.dims.dim
-        self._data = data
+        self._graph_bytes = data.graphs  # file -> verified bytes, while sessions are built
         self._write_lock = threading.Lock()
         self._behaviours = R.BehaviourMap(m.behaviour_vocab, m.default_behaviour)
         guess = "cuda" if plan.requested[0] != CPU else "cpu"
@@ -155,7 +155,10 @@ class Recommender(Insight, CatalogUpdates):
             data.item_ids.id_type,
         )
         self._state = self._new_state(catalog, self._new_scorer(catalog))
-        self._data = None  # the bytes and arrays now live in sessions and the catalog
+        # the bytes now live in sessions; the int8 scorer's graph stays for the sessions
+        # it rebuilds when the catalog grows
+        keep = m.scorers["shortlist"] if scoring == "int8" else None
+        self._graph_bytes = {keep: data.graphs[keep]} if keep else {}
 
     # --- construction -----------------------------------------------------------------
 
@@ -164,7 +167,7 @@ class Recommender(Insight, CatalogUpdates):
         this recommender's precision), its interface checked."""
         m = self.manifest
         name = m.scorers[role] if role in m.scorers else m.graph_file(role, self.precision)
-        blob = self._data.graphs[name]
+        blob = self._graph_bytes[name]
         session = create_session(blob, name, providers, self.threads, initializers)
         check_interface(session, graph_roles(m)[name], name, self.dim)
         self.graph_files[key or role] = name
