@@ -36,15 +36,11 @@ ROWS, BEHAVIOURS, TIMESTAMPS, NOW = "history_rows", "history_behaviours", "histo
 ITEM_MATRIX, ROW_BIAS, MASK_SEEN, K = "item_matrix", "row_bias", "mask_seen", "k"
 TOP_ROWS, TOP_SCORES = "top_rows", "top_scores"
 UNKNOWN_NOW = int(np.iinfo(np.int64).min)  # ``now`` of a request without a known time
-REQUEST_INPUTS = (ROWS, BEHAVIOURS, TIMESTAMPS, NOW, ITEM_MATRIX)
-RECOMMEND_INPUTS = (*REQUEST_INPUTS, ROW_BIAS, MASK_SEEN, K)
 RECOMMEND_OUTPUTS = (TOP_ROWS, TOP_SCORES, "user", "gate")
 USER_OUTPUTS = ("user", "gate", "attention")
 SHORTLIST_INPUT, SHORTLIST_OUTPUT = "user_q", "scores"
 SHORTLIST_MATRIX, SHORTLIST_SCALE = "qt", "scale"  # replaced by the runtime at load
 SHORTLIST_ZERO = 128  # zero point of the uint8 user codes
-TOPK_INPUTS = ("user", "items", "bias", "excluded", "k")
-TOPK_OUTPUTS = ("values", "indices")
 
 _ENCODER_FEEDS = ("items", "behaviours", "gaps", "lengths", "item_table", "request_gaps")
 _P = "request/"  # names of the nodes in front of the encoder
