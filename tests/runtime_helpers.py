@@ -274,13 +274,3 @@ def real_tiny_bundle(root: Path) -> Path:
         make_tiny_bundle(out, precisions=("fp32", "int8"))
         _REAL["bundle"] = out
     return _REAL["bundle"]
-
-
-def assert_same(a, b) -> None:
-    """Two RecommendationLists agree: ids, scores (float tolerance), gate, counts."""
-    from pytest import approx as _approx
-
-    assert a.item_ids == b.item_ids
-    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-6)
-    assert a.gate == _approx(b.gate, abs=1e-6)
-    assert (a.n_events, a.n_used, a.unknown_items) == (b.n_events, b.n_used, b.unknown_items)
