@@ -3,6 +3,8 @@ then the teacher, and the report says which (``chosen``, ``retention``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -33,10 +35,10 @@ def teacher_and_split(tmp_path_factory):
     return load_run(out).model, leave_one_out(ds)
 
 
-def test_a_student_that_keeps_the_bound_is_chosen(teacher_and_split, monkeypatch):
+def test_a_student_that_keeps_the_bound_is_chosen(teacher_and_split):
     teacher, split = teacher_and_split
-    monkeypatch.setattr(distill, "MIN_RETENTION", 0.0)
-    model, report = distill.distill_user_encoder(teacher, split, config=CONFIG)
+    any_student = replace(CONFIG, min_retention=0.0)
+    model, report = distill.distill_user_encoder(teacher, split, config=any_student)
     assert model is not teacher and model.cfg.hidden == 8 == report["hidden"]
     assert report["chosen"] == "student" and len(report["candidates"]) == 1
     assert report["retention"] == pytest.approx(
@@ -48,10 +50,10 @@ def test_a_student_that_keeps_the_bound_is_chosen(teacher_and_split, monkeypatch
     assert report["student_parameters"] < report["teacher_parameters"]
 
 
-def test_when_no_student_keeps_the_bound_the_teacher_is_returned(teacher_and_split, monkeypatch):
+def test_when_no_student_keeps_the_bound_the_teacher_is_returned(teacher_and_split):
     teacher, split = teacher_and_split
-    monkeypatch.setattr(distill, "MIN_RETENTION", 2.0)  # no student can keep 200 %
-    model, report = distill.distill_user_encoder(teacher, split, config=CONFIG)
+    no_student = replace(CONFIG, min_retention=2.0)  # no student can keep 200 %
+    model, report = distill.distill_user_encoder(teacher, split, config=no_student)
     assert model is teacher and report["chosen"] == "teacher"
     assert [c["hidden"] for c in report["candidates"]] == [8, 12]  # 0.5x, then 0.75x
     assert report["retention"] == 1.0 and report["min_retention"] == 2.0

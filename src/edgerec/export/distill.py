@@ -328,12 +328,10 @@ def _user_params(model) -> int:
     return _param_count(model.user) + 1  # + temperature
 
 
-# The bound a distilled user encoder must keep: validation NDCG@10 at least this share of
-# the teacher's (validation, so the choice does not select on the test set). When the
-# configured student misses it, wider students are tried (hidden ratios below, the ones
-# above the configured ratio), then the teacher itself is kept. A DistillConfig field
-# ``min_retention`` overrides the bound when the config has one.
-MIN_RETENTION = 0.97
+# A distilled user encoder must keep ``DistillConfig.min_retention`` of the teacher's
+# validation NDCG@10 (validation, so the choice does not select on the test set). When
+# the configured student misses it, wider students are tried (hidden ratios below, the
+# ones above the configured ratio), then the teacher itself is kept.
 LARGER_HIDDEN_RATIOS = (0.75,)
 
 
@@ -429,7 +427,7 @@ def _ratio(student: float, teacher: float) -> float:
 def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None):
     """Train a user student by KD; returns the encoder to ship (eval mode) and the report.
 
-    The student must keep ``MIN_RETENTION`` of the teacher's validation NDCG@10. If it
+    The student must keep ``config.min_retention`` of the teacher's validation NDCG@10. If it
     does not, wider students are trained (``LARGER_HIDDEN_RATIOS``), and if none does,
     the teacher itself is returned. The report says which (``chosen``: "student",
     "larger student" or "teacher"), with the retention (valid and test) of the returned
@@ -442,7 +440,7 @@ def distill_user_encoder(teacher, split, *, config: DistillConfig, progress=None
     with torch.no_grad():
         table = teacher.items().float().clone()
     table[0] = 0.0
-    bound = float(getattr(config, "min_retention", MIN_RETENTION))
+    bound = float(config.min_retention)
     teacher_valid = _ndcg(teacher, split, table, "valid")
     teacher_test = _ndcg(teacher, split, table, "test")
     h_t = int(teacher.cfg.hidden)
