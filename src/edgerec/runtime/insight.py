@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgerec.errors import UnknownItemError
 from edgerec.runtime import requests as R
 from edgerec.runtime.results import (
     Driver,
@@ -80,9 +79,7 @@ class Insight:
         an item scores ``item_vectors([id])[0] @ user_vector(history).vector``."""
         ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
         cat = self._state.catalog
-        rows = R.lookup(ids, cat, lambda i: f"item_ids[{i}]")
-        if (rows < 0).any():
-            raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
+        rows = R.known_rows(ids, cat, "item_ids")
         return cat.vectors(rows)
 
     def explain(

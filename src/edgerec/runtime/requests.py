@@ -113,6 +113,14 @@ def lookup(values: list, catalog: Catalog, where: Callable[[int], str]) -> np.nd
     return np.array(row_list(values, catalog, where), np.int64).reshape(-1)
 
 
+def known_rows(ids: list, catalog: Catalog, name: str) -> np.ndarray:
+    """Rows of ids that must all be known: ``UnknownItemError`` lists the others."""
+    rows = lookup(ids, catalog, lambda i: f"{name}[{i}]")
+    if (rows < 0).any():
+        raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
+    return rows
+
+
 def id_rows(value: object, catalog: Catalog, name: str) -> np.ndarray:
     """Unique rows of the known ids of a candidates/exclude argument (unknown skipped)."""
     rows = lookup(as_list(value, name, MAX_IDS), catalog, lambda i: f"{name}[{i}]")

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from edgerec.errors import BundleError, UnknownItemError
+from edgerec.errors import BundleError
 from edgerec.runtime import requests as R
 from edgerec.runtime.catalog import Catalog
 from edgerec.runtime.results import check_finite
@@ -98,10 +98,7 @@ class CatalogUpdates:
         ids = R.as_list(item_ids, "item_ids", R.MAX_IDS)
         with self._write_lock:
             state = self._state
-            rows = R.lookup(ids, state.catalog, lambda i: f"item_ids[{i}]")
-            if (rows < 0).any():
-                raise UnknownItemError([ids[i] for i in np.flatnonzero(rows < 0)])
-            rows = np.unique(rows)
+            rows = np.unique(R.known_rows(ids, state.catalog, "item_ids"))
             rows = rows[state.catalog.active[rows]]
             if rows.size:
                 self._publish(state, state.catalog.deactivate(rows))
