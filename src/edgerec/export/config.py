@@ -142,6 +142,7 @@ class ExportConfig:
     item_dtype: str = "float32"
     evaluate: bool = True  # test metrics per precision through the bundle files
     distill_config: DistillConfig = field(default_factory=DistillConfig)
+    target: str = "avx512_vnni"  # the int8 text encoder's hardware (edgerec.export.targets)
 
     def __post_init__(self) -> None:
         self.precisions = parse_precisions(self.precisions)
@@ -157,6 +158,9 @@ class ExportConfig:
             raise ValueError(
                 f"item dtype must be one of {', '.join(ITEM_DTYPES)}, got {self.item_dtype!r}"
             )
+        from edgerec.export.targets import parse_target
+
+        self.target = parse_target(self.target)
 
     @property
     def built_precisions(self) -> tuple[str, ...]:

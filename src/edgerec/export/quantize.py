@@ -1,10 +1,11 @@
 """Reduced-precision variants of an exported fp32 graph, with onnxruntime's own tools.
 
-int8 (CPU): dynamic quantization, signed int8 weights with one scale per output channel.
+int8 (CPU): dynamic quantization with one scale per output channel, weights signed or
+not and full or 7-bit range as the hardware target asks (``edgerec.export.targets``).
 Measured on MiniLM here: per-tensor scales gave min cosine 0.955 to fp32, per-channel
-0.988, and signed weights ran 1.9x faster than unsigned on an AVX-512 VNNI CPU. The
-graphs are constant-folded before quantization (see ``onnx_user``): ``quantize_dynamic``
-leaves an LSTM in fp32 when its weights are not plain initializers.
+0.988; per target see ``benchmarks/results/text_quantization.md``. The graphs are
+constant-folded before quantization (see ``onnx_user``): ``quantize_dynamic`` leaves an
+LSTM in fp32 when its weights are not plain initializers.
 
 fp16 (GPU): ``convert_float_to_float16`` with fp32 graph inputs/outputs and the
 reductions/normalisations kept in fp32, where fp16 accumulation loses the most.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from edgerec.errors import EdgerecError
 from edgerec.export.onnx_graph import check_and_save, op_counts
+from edgerec.export.targets import DEFAULT_TARGET, TARGETS, parse_target
 
 # ops whose fp32 presence in an int8 graph means a weight-heavy op was not quantized
 _HEAVY_FP32 = {"LSTM", "MatMul", "Gemm", "Attention"}
@@ -52,10 +54,14 @@ def _restamp(model, precision: str, ir_version: int) -> None:
         entry.key, entry.value = "precision", precision
 
 
-def quantize_int8(src: Path | str, dst: Path | str, *, ir_version: int) -> dict:
+def quantize_int8(
+    src: Path | str, dst: Path | str, *, ir_version: int, target: str = DEFAULT_TARGET
+) -> dict:
+    """Dynamic int8 of ``src`` for a hardware ``target``; returns size, ops and target."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    spec = TARGETS[parse_target(target)]
     src, dst = Path(src), Path(dst)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         out = Path(tmp) / "q.onnx"
@@ -64,8 +70,9 @@ def quantize_int8(src: Path | str, dst: Path | str, *, ir_version: int) -> dict:
             quantize_dynamic(
                 src,
                 out,
-                per_channel=True,
-                weight_type=QuantType.QInt8,
+                per_channel=spec.per_channel,
+                reduce_range=spec.reduce_range,
+                weight_type=QuantType.QInt8 if spec.signed_weights else QuantType.QUInt8,
                 extra_options={
                     "MatMulConstBOnly": True,
                     # ONNX shape inference cannot type the outputs of fused com.microsoft
@@ -82,7 +89,12 @@ def quantize_int8(src: Path | str, dst: Path | str, *, ir_version: int) -> dict:
             "probably computed in the graph instead of stored as initializers"
         )
     size = check_and_save(model, dst)
-    return {"size": size, "ops": op_counts(model), "fp32_weight_ops_left": left}
+    return {
+        "size": size,
+        "ops": op_counts(model),
+        "fp32_weight_ops_left": left,
+        "target": spec.name,
+    }
 
 
 def fp32_weight_ops(model) -> dict[str, int]:
