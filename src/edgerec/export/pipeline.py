@@ -25,6 +25,7 @@ from edgerec.export.config import (
     ExportConfig,
     graph_file,
 )
+from edgerec.export.targets import DEFAULT_TARGET
 from edgerec.io import atomic_directory, atomic_write_text
 
 Progress = Callable[[str, int, int], None]
@@ -95,12 +96,14 @@ def export_bundle(
     item_dtype: str = "float32",
     distill_config: DistillConfig | None = None,
     evaluate: bool = True,
+    target: str = DEFAULT_TARGET,
 ) -> dict:
     """Export a trained run as a bundle at ``out_dir``; returns the manifest.
 
     ``dataset`` (a loaded ``Dataset``) or ``data_dir`` override where the run's data is
     found; the data must match the run's recorded fingerprint. Raises ``ParityError``
-    when an fp32 graph does not reproduce PyTorch within ``tolerance``.
+    when an fp32 graph does not reproduce PyTorch within ``tolerance``. ``target``: the
+    hardware the int8 text encoder is quantized for (``edgerec.export.targets``).
     """
     import torch
 
@@ -125,6 +128,7 @@ def export_bundle(
         item_dtype=item_dtype,
         evaluate=evaluate,
         distill_config=distill_config or DistillConfig(),
+        target=target,
     )
     out_dir = Path(out_dir)
     steps = _Steps(progress, 9 + (2 if cfg.distill else 0) + len(cfg.built_precisions) - 1)
@@ -283,12 +287,14 @@ def export_bundle(
                     }
                     continue
                 if precision == "int8":
-                    info = quantize_int8(src, tmp / name, ir_version=cfg.ir_version)
+                    info = quantize_int8(
+                        src, tmp / name, ir_version=cfg.ir_version, target=cfg.target
+                    )
                 else:
                     info = convert_fp16(src, tmp / name, role=role, ir_version=cfg.ir_version)
                 graphs[role][precision] = name
                 export_info[role][precision] = {
-                    k: v for k, v in info.items() if k in ("size", "fp32_weight_ops_left")
+                    k: v for k, v in info.items() if k in ("size", "fp32_weight_ops_left", "target")
                 }
 
         steps("item matrix, ids, popularity")
@@ -315,6 +321,8 @@ def export_bundle(
             parity=parity,
         )
 
+        if "int8" in cfg.precisions:  # the runtime warns on another architecture
+            manifest["quantization_target"] = cfg.target
         if distillation is not None:
             manifest["distillation"] = distillation
         manifest["source"] = {
