@@ -55,6 +55,8 @@ def _summary(manifest: dict, out: Path) -> None:
         f"{user['top10_identical']:.2%} ({user['users']} users); text max abs "
         f"{text['max_abs_item_vector']:.1e} ({text['texts']} texts)"
     )
+    if manifest.get("quantization_target"):
+        console.print(f"int8 text encoder quantized for {manifest['quantization_target']}")
     for role, d in (manifest.get("distillation") or {}).items():
         console.print(
             f"distilled {role}: {d['student_parameters']:,} parameters "
@@ -93,6 +95,11 @@ def export(
     item_dtype: str = typer.Option(
         "float32", help="Item matrix storage: float32, float16 or int8 (per-row scales)."
     ),
+    target: str = typer.Option(
+        "avx512_vnni",
+        "--target",
+        help="CPU the int8 text encoder is quantized for: avx2, avx512, avx512_vnni or arm64 (recorded in the manifest; the runtime warns on another architecture).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Export a trained run to an ONNX bundle, verified against PyTorch before it is kept.
@@ -105,13 +112,16 @@ def export(
       edgerec export runs/ml100k --out bundles/ml100k
       edgerec export runs/ml100k --out bundles/ml100k-small --distill --precision int8
       edgerec export runs/ml100k --out bundles/ml100k-gpu --precision fp32,fp16
+      edgerec export runs/ml100k --out bundles/ml100k-arm --target arm64
     """
     from edgerec.commands.progress import Progress
     from edgerec.export import export_bundle
     from edgerec.export.config import ExportConfig
 
     # bad options fail here, before any model is loaded
-    ExportConfig(precisions=precision, opset=opset, tolerance=tolerance, item_dtype=item_dtype)
+    target = ExportConfig(
+        precisions=precision, opset=opset, tolerance=tolerance, item_dtype=item_dtype, target=target
+    ).target
     with Progress(transient=as_json) as bar:
         progress = bar.callback("export")
         manifest = export_bundle(
@@ -124,6 +134,7 @@ def export(
             progress=progress,
             data_dir=data_dir,
             item_dtype=item_dtype,
+            target=target,
         )
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
