@@ -368,4 +368,7 @@ def compare(
 
 
 def register(app: typer.Typer) -> None:
+    from edgerec.commands.cold_start import cold_start
+
+    bench_app.command("cold-start")(cold_start)
     app.add_typer(bench_app, name="bench")
