@@ -110,14 +110,27 @@ def _export(
         log(f"{out}: bundle exists, kept")
         return json.loads((out / "manifest.json").read_text())
     log(f"{out}: exporting {run_dir}" + (" with distillation" if distill else ""))
-    return export_bundle(
+    code = {**_code_state(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    manifest = export_bundle(
         run_dir, out, precisions=precisions, distill=distill, dataset=dataset, evaluate=False
     )
+    # the export code others edit meanwhile: which state built this bundle
+    atomic_write_json(out.parent / f"{out.name}.code.json", code)
+    return manifest
 
 
 def _bundle_rows(
-    bundle: Path, label: str, css: C.ColdStartSplit, precisions, threads: int, add: bool
+    bundle: Path,
+    label: str,
+    css: C.ColdStartSplit,
+    precisions,
+    threads: int,
+    add: bool,
+    per_event: dict,
 ) -> list[dict]:
+    """One row per precision: the bundle's recommender (with the cold items added from
+    text when ``add``) on the cold and warm test events; ``per_event`` receives each
+    row's per-event metrics under (label, precision)."""
     from edgerec.runtime import Recommender
 
     rows = []
@@ -126,13 +139,49 @@ def _bundle_rows(
             bundle, providers="cpu", threads=threads, precision=precision, scoring="graph"
         )
         row = {"model": label, "precision": precision, "bundle": str(bundle)}
+        code_file = bundle.parent / f"{bundle.name}.code.json"
+        if code_file.is_file():
+            row["exported_with"] = json.loads(code_file.read_text())
         if add:
             t0 = time.perf_counter()
             row["added_items"] = C.add_cold_items(rec, css)
             row["add_items_seconds"] = round(time.perf_counter() - t0, 3)
-        row.update(C.evaluate_groups(C.runtime_scorer(rec, css.dataset, css.split), css))
+        keep: dict = {}
+        row.update(C.evaluate_groups(C.runtime_scorer(rec, css.dataset, css.split), css, keep=keep))
+        per_event[(label, precision)] = keep
         rows.append(row)
     return rows
+
+
+def _code_state() -> dict:
+    """The commit and the source files changed from it (several people edit the tree)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "changed": [line[3:] for line in changed if line.strip()]}
+
+
+def _distillation_summary(manifest: dict) -> dict:
+    """What the student bundle's manifest says about its students (sizes, choices)."""
+    d = manifest.get("distillation") or {}
+    keep = ("student_parameters", "teacher_parameters", "chosen", "retention")
+    return {
+        role: {k: v for k, v in (d.get(role) or {}).items() if k in keep}
+        for role in ("text_encoder", "user_encoder")
+    }
 
 
 def text_vectors(dataset: Dataset, text_encoder: str | None) -> np.ndarray:
@@ -215,10 +264,18 @@ def run_cold_start(
             out / "cold-run", bundles / "student", css.train_data, precisions, True, log
         )
     log("evaluating bundles through the runtime")
-    rows = _bundle_rows(bundles / "teacher", "teacher", css, precisions, threads, add=True)
+    per_event: dict = {}
+    rows = _bundle_rows(bundles / "full", "full-data", css, ("fp32",), threads, False, per_event)
+    rows += _bundle_rows(bundles / "teacher", "teacher", css, precisions, threads, True, per_event)
     if distill:
-        rows += _bundle_rows(bundles / "student", "student", css, precisions, threads, add=True)
-    rows += _bundle_rows(bundles / "full", "full-data", css, ("fp32",), threads, add=False)
+        rows += _bundle_rows(
+            bundles / "student", "student", css, precisions, threads, True, per_event
+        )
+    reference = per_event[("full-data", "fp32")].get("warm")
+    for row in rows:
+        events = per_event[(row["model"], row["precision"])].get("warm")
+        if row["model"] != "full-data" and events is not None and reference is not None:
+            row["warm_vs_full_data"] = C.paired_difference(events["ndcg@10"], reference["ndcg@10"])
     log("baselines")
     vectors = text_vectors(dataset, train_cfg.text_encoder)
     for label, scorer in (
@@ -227,8 +284,6 @@ def run_cold_start(
         ("random", C.random_scorer(css)),
     ):
         rows.append({"model": label, "precision": None, **C.evaluate_groups(scorer, css)})
-    distillation = (exported.get("student") or {}).get("distillation") or {}
-    user_distill = distillation.get("user_encoder") or {}
     result = {
         "schema": SCHEMA,
         "dataset": dataset.name,
@@ -243,7 +298,8 @@ def run_cold_start(
             "distill": distill,
         },
         "runs": runs,
-        "student_user_encoder": user_distill.get("chosen"),
+        "distillation": _distillation_summary(exported["student"]) if distill else None,
+        "code": _code_state(),  # at evaluation; each row's exported_with: at export
         "rows": rows,
     }
     from edgerec.benchmark.hardware import hardware_record

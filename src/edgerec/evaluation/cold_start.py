@@ -22,7 +22,8 @@ import numpy as np
 
 from edgerec.data.schema import Catalog, Dataset, Interactions, LoadReport
 from edgerec.data.split import LeaveOneOut, leave_one_out
-from edgerec.evaluation.protocol import Scorer, evaluate
+from edgerec.evaluation.metrics import KS, rank_metrics
+from edgerec.evaluation.protocol import Scorer, mask_seen
 
 CHOICES = ("recent", "random")
 GROUPS = ("cold", "warm")
@@ -301,16 +302,55 @@ def add_cold_items(rec, css: ColdStartSplit) -> int:
     )
 
 
-def evaluate_groups(scorer: Scorer, css: ColdStartSplit, *, batch_size: int = 256) -> dict:
-    """Test metrics over the cold and the warm test events separately (full ranking over
-    every item the scorer scores, the user's earlier items excluded)."""
-    out = {}
+def per_event_metrics(
+    scorer: Scorer, css: ColdStartSplit, group: str, *, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Each test event's HR/NDCG/MRR@k in ``group``: the protocol's ``evaluate`` before
+    its mean, so two models can be compared event by event."""
+    users = css.test_users(group)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = np.array(scorer(batch, "test"), dtype=np.float64, copy=True)
+        if scores.shape != (len(batch), css.dataset.n_items + 1):
+            raise ValueError(
+                f"scorer returned shape {scores.shape}, "
+                f"expected {(len(batch), css.dataset.n_items + 1)}"
+            )
+        mask_seen(scores, css.split, "test", batch)
+        for name, values in rank_metrics(scores, css.split.targets("test")[batch], KS).items():
+            parts.setdefault(name, []).append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def evaluate_groups(
+    scorer: Scorer, css: ColdStartSplit, *, keep: dict | None = None, batch_size: int = 256
+) -> dict:
+    """Mean test metrics over the cold and the warm test events separately (full ranking
+    over every item the scorer scores, the user's earlier items excluded). ``keep``, a
+    dict, receives each group's per-event metrics."""
+    out: dict = {}
     for group in GROUPS:
-        users = css.test_users(group)
-        if len(users) == 0:
+        if len(css.test_users(group)) == 0:
             out[group] = None
             continue
-        metrics = evaluate(scorer, css.split, "test", batch_size=batch_size, users=users)
-        out[group] = {k: float(v) for k, v in metrics.items() if k != "coverage@10"}
-        out[group]["events"] = int(len(users))
+        events = per_event_metrics(scorer, css, group, batch_size=batch_size)
+        if keep is not None:
+            keep[group] = events
+        out[group] = {name: float(values.mean()) for name, values in events.items()}
+        out[group]["events"] = int(len(css.test_users(group)))
     return out
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean of ``a - b`` over the same events and its standard error: whether two models
+    differ by more than the events' noise."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two equal 1-d arrays of 2+ events, got {a.shape} and {b.shape}")
+    d = a - b
+    return {
+        "mean": float(d.mean()),
+        "se": float(d.std(ddof=1) / np.sqrt(len(d))),
+        "events": int(len(d)),
+    }
