@@ -35,8 +35,10 @@ from edgerec.runtime.manifest import (
     MAX_MANIFEST_BYTES,
     FileEntry,
     Manifest,
+    QuantizationTargetWarning,
     fail,
     parse_manifest,
+    target_mismatch,
 )
 from edgerec.runtime.onnxcheck import ProtoError, external_tensors
 
@@ -237,6 +239,9 @@ def verify(path: Path | str, graph_files: set[str] | None = None) -> BundleData:
     dims = m.dims
     graphs = {f for v in m.graphs.values() for f in v.values()} | set(m.scorers.values())
     wanted = graphs if graph_files is None else graph_files & graphs
+    mismatch = target_mismatch(m)
+    if mismatch and m.graphs["text_encoder"]["int8"] in wanted:
+        warnings.warn(f"{root}: {mismatch}", QuantizationTargetWarning, stacklevel=3)
     data_files = {
         m.item_matrix["file"],
         m.item_ids,

@@ -5,6 +5,7 @@ file listed with its sha256 and size. Failures are ``BundleError`` naming the ke
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,6 +21,18 @@ ITEM_DTYPES = ("float32", "float16", "int8")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("recommend", "user_encoder", "text_encoder")
 SCORERS = ("shortlist", "topk", "topk_fp16")
+# the int8 text encoder's hardware target (edgerec.export.targets) -> its architecture
+QUANTIZATION_TARGETS = {
+    "avx2": "x86_64",
+    "avx512": "x86_64",
+    "avx512_vnni": "x86_64",
+    "arm64": "arm64",
+}
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+
+
+class QuantizationTargetWarning(UserWarning):
+    """The bundle's int8 text encoder was quantized for another architecture than this one."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Manifest:
     tokenizer: str | None
     files: Mapping[str, FileEntry]
     raw: Mapping[str, object]
+    quantization_target: str | None = None  # the int8 text encoder's hardware target
 
     def graph_file(self, role: str, precision: str) -> str | None:
         """The role's file for ``precision`` (the bundle's default, then fp32, else any
@@ -191,6 +205,9 @@ def parse_manifest(obj: object) -> Manifest:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise fail(MANIFEST, f"files.{name}: size must be a non-negative integer")
         files[name] = FileEntry(sha, size)
+    target = obj.get("quantization_target")
+    if target is not None and (not isinstance(target, str) or not 0 < len(target) <= 64):
+        raise fail(MANIFEST, f"quantization_target must be a short string, got {target!r}")
     manifest = Manifest(
         format_version=version,
         edgerec_version=str(obj.get("edgerec_version", "?")),
@@ -208,6 +225,7 @@ def parse_manifest(obj: object) -> Manifest:
         tokenizer=tokenizer,
         files=MappingProxyType(files),
         raw=MappingProxyType(obj),
+        quantization_target=target,
     )
     for name in referenced_files(manifest):
         if name not in files:
@@ -221,6 +239,23 @@ def referenced_files(m: Manifest) -> list[str]:
     for variants in m.graphs.values():
         names.extend(variants.values())
     return list(dict.fromkeys(names))
+
+
+def target_mismatch(m: Manifest, machine: str | None = None) -> str | None:
+    """Why the bundle's int8 text encoder may run slower or less exactly on ``machine``
+    (default: this one) -- it was quantized for another architecture -- else None."""
+    meant = QUANTIZATION_TARGETS.get(m.quantization_target or "")
+    machine = machine or platform.machine()
+    here = _MACHINES.get(machine.lower())
+    if "int8" not in m.graphs.get("text_encoder", {}) or not meant or not here or meant == here:
+        return None
+    fit = "arm64`" if here == "arm64" else "avx512_vnni` (`avx2` or `avx512` without VNNI)"
+    return (
+        f"the int8 text encoder was quantized for {m.quantization_target} ({meant}) and this "
+        f"machine is {machine}: it works, but its integer products were chosen for another "
+        f"instruction set and may run slower or less exactly here; re-export with "
+        f"`--target {fit}, or load with precision='fp32'"
+    )
 
 
 def choose_precision(m: Manifest, precision: str | None, device: str) -> str:
