@@ -193,6 +193,14 @@ def test_content_knn_on_real_text_vectors_matches_by_meaning(tmp_path):
     assert scores[0, 3] > scores[0, 5]  # Aladdin above Saving Private Ryan
 
 
+def test_paired_difference():
+    d = C.paired_difference(np.array([1.0, 0.5, 0.0, 0.5]), np.array([0.5, 0.5, 0.0, 0.0]))
+    assert d["mean"] == pytest.approx(0.25) and d["events"] == 4
+    assert d["se"] == pytest.approx(np.std([0.5, 0, 0, 0.5], ddof=1) / 2)
+    with pytest.raises(ValueError, match="equal"):
+        C.paired_difference(np.ones(3), np.ones(4))
+
+
 def test_bad_fractions_and_choices_are_refused(synth):
     for bad in (0, 1, 1.5, -0.1, float("nan"), "0.1", True):
         with pytest.raises(ValueError, match="fraction"):
@@ -271,11 +279,14 @@ def test_cli_end_to_end_on_a_tiny_world(tmp_path, capsys):
     }
     teacher = rows[("teacher", "fp32")]
     assert teacher["added_items"] == 8 and "added_items" not in rows[("full-data", "fp32")]
+    assert teacher["warm_vs_full_data"]["events"] == 48
+    assert teacher["warm_vs_full_data"]["mean"] == pytest.approx(
+        teacher["warm"]["ndcg@10"] - rows[("full-data", "fp32")]["warm"]["ndcg@10"]
+    )
     for row in rows.values():
         assert row["warm"]["events"] == split["warm_test_events"]
         assert 0.0 <= row["warm"]["ndcg@10"] <= row["warm"]["hr@10"] <= 1.0
-        if split["cold_test_events"]:
-            assert row["cold"]["events"] == split["cold_test_events"]
+        assert row["cold"]["events"] == split["cold_test_events"] == 12
     # the teacher's bundle never held the cold items; the full-data bundle did
     cold_ids = set(result["cold_items"])
     assert not cold_ids & set(Recommender.load(out / "bundles" / "teacher").item_ids)
