@@ -21,6 +21,10 @@ eager and a bare numpy matmul, in one run on one machine. Nothing is asserted.
 
 ``--work`` holds ``run`` (the training run), ``bundle-distilled`` and ``bundle-int8``
 (this format) and ``old-distilled`` / ``old-int8`` (the previous format, same run).
+Both distilled bundles must hold user encoders of the same size: the previous export
+always shipped the half-width student, so this format's is exported with
+``DistillConfig(min_retention=0.0)`` (else its guard may ship the teacher, and the two
+runtimes would run different graphs); the report prints each bundle's user encoder.
 Writes ``runtime_latency.json`` and ``.md``.
 """
 
@@ -183,6 +187,8 @@ def recommend_section(args, hist, old: OldRuntime | None) -> dict:
                 else:
                     times[c].append(timed_block(contenders[c], hist, start, args.block))
         res = {c: rounds_summary(t) for c, t in times.items()}
+        res["user_encoder"] = user_encoder_of(args.work / f"bundle-{name}")
+        res["previous_user_encoder"] = user_encoder_of(args.work / f"old-{name}")
         res["torch_eager_over_runtime"] = res["torch_eager"]["p50_ms"] / res["runtime"]["p50_ms"]
         if old is not None:
             res["runtime_over_previous"] = (
@@ -288,6 +294,19 @@ def million_section(args, hist, n_items: int = 1_000_000) -> dict:
     return res
 
 
+def user_encoder_of(bundle: Path) -> str:
+    """What a bundle's user encoder is: the student or teacher its export chose, by size."""
+    if not (bundle / "manifest.json").exists():
+        return "-"
+    m = json.loads((bundle / "manifest.json").read_text())
+    info = m.get("distillation", {}).get("user_encoder") or {}
+    graph = m.get("graphs", {}).get("user_encoder", {}).get("int8") or "user_encoder.onnx"
+    size = (bundle / graph).stat().st_size // 1000
+    if not info:
+        return f"teacher, {size} kB"
+    return f"{info.get('chosen', 'student')} (hidden {info['hidden']}), {size} kB"
+
+
 def hardware() -> dict:
     import onnxruntime
 
@@ -322,15 +341,16 @@ def report(result: dict) -> str:
         f"{result['settings']['block']} calls, contenders alternating; medians of the "
         "rounds' p50s.",
         "",
-        "| bundle | this runtime p50 | previous runtime p50 | this / previous | "
-        "PyTorch eager p50 | PyTorch / this |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| bundle | user encoder (this / previous) | this runtime p50 | previous runtime p50 "
+        "| this / previous | PyTorch eager p50 | PyTorch / this |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("distilled", "int8"):
         x = r[name]
         prev = x.get("previous_runtime", {}).get("p50_ms")
         lines.append(
-            f"| {name} | {x['runtime']['p50_ms']:.3f} ms | "
+            f"| {name} | {x.get('user_encoder', '-')} / {x.get('previous_user_encoder', '-')} "
+            f"| {x['runtime']['p50_ms']:.3f} ms | "
             f"{f'{prev:.3f} ms' if prev else '-'} | "
             f"{x.get('runtime_over_previous', float('nan')):.2f}x | "
             f"{x['torch_eager']['p50_ms']:.3f} ms | {x['torch_eager_over_runtime']:.2f}x |"
