@@ -90,7 +90,12 @@ def _export_dynamo(tower, args, opset: int):
 
 
 def optimize_transformer(proto, *, num_heads: int, hidden_size: int):
-    """onnxruntime's BERT fusions (pure graph rewrites, no execution-provider specifics)."""
+    """onnxruntime's BERT fusions (pure graph rewrites, no execution-provider specifics).
+
+    Kept over optimum's ``ORTOptimizer``, which wraps this same ``optimize_model``: its
+    defaults (no EmbedLayerNormalization fusion, optimization level 2) gave an int8 graph
+    no faster and with a lower min cosine, and its output needs a type-annotation pass
+    before ``ORTQuantizer`` can quantize it (benchmarks/results/text_quantization.md)."""
     from onnxruntime.transformers import optimizer
 
     with warnings.catch_warnings():
@@ -111,8 +116,12 @@ def export_text_encoder(
     ir_version: int,
     metadata: dict | None = None,
     exporter: str = "auto",
+    optimize: bool = True,
 ) -> dict:
-    """Write the fp32 text encoder graph; returns what the manifest records about it."""
+    """Write the fp32 text encoder graph; returns what the manifest records about it.
+
+    ``optimize=False`` leaves out onnxruntime's fusions (a plain-ONNX BERT graph, for
+    other optimizers to start from)."""
     tower = tower.eval()
     feed = tokenize(
         tokenizer,
@@ -133,9 +142,11 @@ def export_text_encoder(
         proto = _export_dynamo(tower, args, opset)
         used = "torch.onnx dynamo"
     cfg = tower.bert.config
-    proto, fused = optimize_transformer(
-        proto, num_heads=int(cfg.num_attention_heads), hidden_size=int(cfg.hidden_size)
-    )
+    fused = {}
+    if optimize:
+        proto, fused = optimize_transformer(
+            proto, num_heads=int(cfg.num_attention_heads), hidden_size=int(cfg.hidden_size)
+        )
     dim = int(tower.proj.out_features)
     set_interface(proto, TEXT_INPUTS, TEXT_OUTPUTS, {"dim": dim})
     set_metadata(
