@@ -235,6 +235,13 @@ def report(args: argparse.Namespace) -> None:
             for k, v in st["train"].items()
             if k in ("epochs", "time_budget", "schedule", "patience")
         }
+        exported = {
+            (e.get("commit", "?")[:7], ", ".join(e.get("changed", [])) or "clean")
+            for r in rs
+            for row in r["rows"]
+            if (e := row.get("exported_with"))
+        }
+        code = "; ".join(f"{c} ({state})" for c, state in sorted(exported)) or "not recorded"
         lines += [
             f"## {dataset}, {choice} cold items",
             "",
@@ -243,7 +250,8 @@ def report(args: argparse.Namespace) -> None:
             f"interactions removed from training; {s['test_histories_with_cold_items']} test "
             f"histories hold a cold item. Seeds: {', '.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))}. "
             f"Training: {json.dumps(changed)}, max_len {st['model']['max_len']}, "
-            f"{st['num_threads']} thread(s), otherwise defaults.",
+            f"{st['num_threads']} thread(s), otherwise defaults. Bundles exported with "
+            f"commit {code}.",
             "",
             *_table(rs),
             "",
