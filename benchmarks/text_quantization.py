@@ -123,7 +123,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _timing(sessions: dict, one: list[dict], batch: dict, rounds: int) -> dict:
-    """texts/s per contender, batch of 1 and of 32; contenders alternate (rotated order)."""
+    """texts/s per contender and round, batch of 1 and of 32; contenders alternate
+    (rotated order), so each round's figures are measured side by side."""
     names = list(sessions)
     got: dict = {n: {"batch1": [], "batch32": []} for n in names}
     n32 = len(batch["input_ids"])
@@ -138,7 +139,7 @@ def _timing(sessions: dict, one: list[dict], batch: dict, rounds: int) -> dict:
             s.run(["item_vector"], batch)
             s.run(["item_vector"], batch)
             got[name]["batch32"].append(2 * n32 / (time.perf_counter() - t0))
-    return {n: {k: float(np.median(v)) for k, v in got[n].items()} for n in names}
+    return got
 
 
 def _model_scorer(model, split, table):
@@ -166,7 +167,7 @@ def _model_scorer(model, split, table):
 def _add_items_speed(recs: dict, ids: list, texts: list[str], rounds: int) -> dict:
     """texts/s of ``Recommender.add_items`` per recommender: rounds in which each adds the
     items and removes them again (a removed id comes back with its new vector), the
-    recommenders alternating in a rotated order; medians."""
+    recommenders alternating in a rotated order; texts/s per round."""
     names = list(recs)
     got: dict = {name: [] for name in names}
     for r in range(rounds):
@@ -175,7 +176,7 @@ def _add_items_speed(recs: dict, ids: list, texts: list[str], rounds: int) -> di
             recs[name].add_items(ids, texts)
             got[name].append(len(ids) / (time.perf_counter() - t0))
             recs[name].remove_items(ids)
-    return {name: float(np.median(v)) for name, v in got.items()}
+    return got
 
 
 def _bundles(run_dir: Path, work: Path, prefix: str, log, **kwargs) -> dict:
@@ -250,6 +251,8 @@ def _cold_start(cs_dir: Path, data_dir: Path | None, work: Path, rounds: int, lo
     if css.train_data.fingerprint() != run.config["data"].get("fingerprint"):
         raise SystemExit(f"{run_dir}: its data is not the rebuilt cold-start split's")
     out = {"dir": str(cs_dir), "fraction": cold["fraction"], "choice": cold["choice"]}
+    if (cs_dir / "command.json").is_file():  # what made the runs (edgerec bench cold-start)
+        out["made_by"] = json.loads((cs_dir / "command.json").read_text()).get("command")
     out["split"] = css.summary()
     recs = _bundles(run_dir, work, "cold-bundle", log, dataset=css.train_data)
     cat = css.dataset.catalog
@@ -257,23 +260,28 @@ def _cold_start(cs_dir: Path, data_dir: Path | None, work: Path, rounds: int, lo
     ids, texts = cat.item_ids[rows].tolist(), [cat.texts[i] for i in rows]
     speed = _add_items_speed(recs, ids, texts, rounds)
     out["rows"] = {}
-    for name, rec in recs.items():
+    vectors: dict = {}
+    for name, rec in recs.items():  # fp32 first
         log(f"cold start: evaluating {name}")
         C.add_cold_items(rec, css)
+        vectors[name] = rec.item_vectors(ids)
+        cos = _cosines(vectors[name], vectors["fp32"])
         groups = C.evaluate_groups(C.runtime_scorer(rec, css.dataset, css.split), css)
         out["rows"][name] = {
+            "cold_vectors_cosine_to_fp32": {"mean": float(cos.mean()), "min": float(cos.min())},
             "cold": groups["cold"],
             "warm": groups["warm"],
-            "add_items_texts_per_s": speed[name],
+            "add_items_texts_per_s": float(np.median(speed[name])),
+            "add_items_rounds": speed[name],
         }
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, required=True, help="a trained run directory")
+    ap.add_argument("--run", type=Path, help="a trained run directory")
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--work", type=Path, required=True, help="folder for the graphs")
+    ap.add_argument("--work", type=Path, help="folder for the graphs")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--timed-texts", type=int, default=48, help="batch-of-1 texts per round")
     ap.add_argument("--cold-start", type=Path, default=None, help="a bench cold-start output")
@@ -281,8 +289,14 @@ def main() -> None:
     ap.add_argument("--no-bundles", action="store_true", help="skip the add_items timing")
     ap.add_argument("--add-items", type=int, default=128, help="texts per add_items call")
     ap.add_argument("--out", type=Path, default=RESULTS / NAME)
+    ap.add_argument("--render", type=Path, default=None, help="re-render a results .json")
     args = ap.parse_args()
+    if args.render is not None:
+        args.render.with_suffix(".md").write_text(render(json.loads(args.render.read_text())))
+        return
 
+    if args.run is None or args.work is None:
+        ap.error("--run and --work are required (or --render)")
     import torch
 
     from edgerec.benchmark.hardware import hardware_record
@@ -396,7 +410,9 @@ def main() -> None:
     speed = _timing({n: _session(p, 1) for n, p in distinct.items()}, timed, batch, args.rounds)
     for name in rows:
         first = next(o for o in paths if hashes[o] == hashes[name])
-        rows[name].update({f"texts_per_s_{k}": v for k, v in speed[first].items()})
+        for k, v in speed[first].items():
+            rows[name][f"texts_per_s_{k}"] = float(np.median(v))
+            rows[name][f"texts_per_s_{k}_rounds"] = v
 
     if not args.no_bundles:
         log("add_items texts/s on a bundle per target")
@@ -407,7 +423,8 @@ def main() -> None:
         speed = _add_items_speed(recs, ids, [texts[i] for i in pick], args.rounds)
         add_rows = {"fp32": "fp32", **{t: t for t in TARGETS}}
         for name, rec_name in add_rows.items():
-            rows[name]["add_items_texts_per_s"] = speed[rec_name]
+            rows[name]["add_items_texts_per_s"] = float(np.median(speed[rec_name]))
+            rows[name]["add_items_texts_per_s_rounds"] = speed[rec_name]
         rows["int8 before --target"]["add_items_texts_per_s"] = None
 
     cold = None
@@ -418,6 +435,7 @@ def main() -> None:
         "run": str(args.run.resolve()),
         "dataset": ds.name,
         "teacher_test": {k: float(v.mean()) for k, v in base.items()},
+        "run_train": {k: run.config["train"].get(k) for k in ("epochs", "seed", "schedule")},
         "default_target": DEFAULT_TARGET,
         "rounds": args.rounds,
         "timed_texts": args.timed_texts,
@@ -443,6 +461,57 @@ def _ci(d: dict) -> str:
     return f"{d['mean']:+.4f} ({lo:+.4f}, {hi:+.4f})"
 
 
+def _findings(r: dict) -> list[str]:
+    """Sentences computed from the rows: speed against the default target, the graphs
+    that coincide, optimum's path against onnxruntime's."""
+    rows, default = r["rows"], r["default_target"]
+    base = rows[default]
+    out = []
+
+    def ratio(name: str, key: str) -> str:
+        """Median over rounds of the round's ratio (measured side by side), with the
+        range over rounds."""
+        got, ref = rows[name].get(f"{key}_rounds"), base.get(f"{key}_rounds")
+        if not got or not ref:
+            return "-"
+        per_round = np.asarray(got) / np.asarray(ref)
+        return f"{np.median(per_round):.2f}x ({per_round.min():.2f}-{per_round.max():.2f})"
+
+    for name in ("fp32", "avx2", "avx512", "arm64"):
+        if name in rows:
+            out.append(
+                f"- {name} against {default} (the default): texts/s {ratio(name, 'texts_per_s_batch1')} "
+                f"at batch 1, {ratio(name, 'texts_per_s_batch32')} at batch 32, "
+                f"{ratio(name, 'add_items_texts_per_s')} in add_items; min cosine "
+                f"{rows[name]['cosine_min']:.4f} vs {base['cosine_min']:.4f}."
+            )
+    for name in base["same_graph_as"]:
+        if rows[name].get("add_items_texts_per_s") and base.get("add_items_texts_per_s"):
+            out.append(
+                f"- {name} ships the same graph as {default}, so its batch timings are that "
+                f"graph's; their add_items figures ({ratio(name, 'add_items_texts_per_s')}) "
+                "differ by the machine's noise alone."
+            )
+    if "int8 before --target" in rows:
+        same = "int8 before --target" in base["same_graph_as"]
+        out.append(
+            f"- The default target's graph is {'identical to' if same else 'NOT the same as'} "
+            "the int8 graph of exports before `--target`."
+        )
+    opt = rows.get(f"optimum {default}")
+    if opt:
+        out.append(
+            f"- optimum (ORTOptimizer O2 + ORTQuantizer, {default} preset) against "
+            f"onnxruntime's optimizer + quantize_dynamic: min cosine {opt['cosine_min']:.4f} "
+            f"vs {base['cosine_min']:.4f}, mean {opt['cosine_mean']:.5f} vs "
+            f"{base['cosine_mean']:.5f}, texts/s {ratio(f'optimum {default}', 'texts_per_s_batch1')} "
+            f"at batch 1 and {ratio(f'optimum {default}', 'texts_per_s_batch32')} at batch 32, "
+            f"{opt['size'] / 1e6:.2f} vs {base['size'] / 1e6:.2f} MB; its presets that share "
+            f"one graph: {', '.join([f'optimum {default}', *opt['same_graph_as']])}."
+        )
+    return out
+
+
 def render(r: dict) -> str:
     hw = r["hardware"]["start"]
     cpu = hw.get("cpu", {})
@@ -456,7 +525,7 @@ def render(r: dict) -> str:
         f"(VNNI: {'yes' if cpu.get('vnni') else 'no'}). Load average at start / end: "
         f"{hw.get('load_average_start')} / {r['hardware']['end'].get('load_average_start')}.",
         "",
-        f"Run: `{r['run']}` ({r['dataset']}), teacher test NDCG@10 "
+        f"Run: `{r['run']}` ({r['dataset']}, training {r.get('run_train')}), teacher test NDCG@10 "
         f"{r['teacher_test']['ndcg@10']:.4f}, HR@10 {r['teacher_test']['hr@10']:.4f}.",
         "",
         "| contender | size MB | cosine mean | cosine min | texts/s batch 1 | texts/s batch 32 "
@@ -489,25 +558,49 @@ def render(r: dict) -> str:
         "encodes one text per run), medians of alternating rounds.",
         "",
     ]
+    lines += [
+        "## Findings",
+        "",
+        "Speed ratios: the median over rounds of each round's ratio (the contenders ran "
+        "side by side), with the range over rounds.",
+        "",
+        *_findings(r),
+        "",
+    ]
     for key, value in r["notes"].items():
         lines.append(f"- {key}: {value}")
     cs = r.get("cold_start")
     if cs:
+        same = Path(r["run"]) == Path(cs["dir"]).resolve() / "full-run"
+        full_note = ", whose full run is the run above" if same else ""
         lines += [
             "",
             "## Cold start",
             "",
-            f"Cold run `{cs['dir']}` ({cs['choice']}, fraction {cs['fraction']}): a bundle "
-            "per target, the cold items added from their text through `add_items`.",
+            f"Cold run `{cs['dir']}` ({cs['choice']}, fraction {cs['fraction']}; made by "
+            f"`{cs.get('made_by')}`{full_note}): a bundle per target, "
+            "the cold items added from their text through `add_items`.",
             "",
-            "| text encoder | cold NDCG@10 | cold HR@10 | warm NDCG@10 | add_items texts/s |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| text encoder | cold vectors' cosine to fp32 (mean / min) | cold NDCG@10 "
+            "| cold HR@10 | cold HR@20 | warm NDCG@10 | add_items texts/s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, row in cs["rows"].items():
+            c = row["cold_vectors_cosine_to_fp32"]
             lines.append(
-                f"| {name} | {row['cold']['ndcg@10']:.4f} | {row['cold']['hr@10']:.4f} | "
+                f"| {name} | {c['mean']:.5f} / {c['min']:.5f} | {row['cold']['ndcg@10']:.4f} | "
+                f"{row['cold']['hr@10']:.4f} | {row['cold']['hr@20']:.4f} | "
                 f"{row['warm']['ndcg@10']:.4f} | {row['add_items_texts_per_s']:.1f} |"
             )
+        split = cs["split"]
+        lines += [
+            "",
+            f"{split['cold_items']} cold items, {split['cold_test_events']} cold and "
+            f"{split['warm_test_events']} warm test events: one cold hit more or less moves "
+            f"cold HR@10 by {1 / max(1, split['cold_test_events']):.4f}, so the cold columns "
+            "cannot separate the targets here; the cold vectors' cosine can. add_items: the "
+            f"{split['cold_items']} cold texts, alternating rounds, medians.",
+        ]
     return "\n".join(lines) + "\n"
 
 
