@@ -58,6 +58,54 @@ def augment_text(text: str, rng: np.random.Generator) -> str:
     return " ".join(fields)
 
 
+def recombine_texts(texts: list[str], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` new texts: a text's title with each ``Label: ...`` field taken from another
+    text (a title with another item's genres), or, one time in four, such a field alone
+    (a genre phrase). New items are new combinations of known parts; these teach them."""
+    parsed = [[f for f in _FIELD_SPLIT.split(t.strip()) if f] for t in texts]
+    by_label: dict[str, list[str]] = {}
+    for fields in parsed:
+        for field in fields[1:]:  # the first field is the title, colons and all
+            m = _LIST_FIELD.match(field)
+            if m:
+                by_label.setdefault(m["label"].strip().lower(), []).append(field)
+    out = []
+    for _ in range(n):
+        fields = list(parsed[int(rng.integers(len(parsed)))])
+        for i in range(1, len(fields)):
+            m = _LIST_FIELD.match(fields[i])
+            if m:
+                same = by_label[m["label"].strip().lower()]
+                fields[i] = same[int(rng.integers(len(same)))]
+        if len(fields) > 1 and rng.random() < 0.25:
+            fields = [fields[int(rng.integers(1, len(fields)))]]
+        out.append(" ".join(fields))
+    return out
+
+
+def vocabulary_texts(
+    texts: list[str], words: list[str], n: int, rng: np.random.Generator
+) -> list[str]:
+    """``n`` texts whose title (first field) is 1-4 random vocabulary words, the other
+    fields a real text's: the student meets words no catalog title holds, as a new
+    item's title brings them."""
+    parsed = [[f for f in _FIELD_SPLIT.split(t.strip()) if f] for t in texts]
+    out = []
+    for _ in range(n):
+        fields = list(parsed[int(rng.integers(len(parsed)))])
+        title = [str(words[int(i)]) for i in rng.integers(len(words), size=rng.integers(1, 5))]
+        if rng.random() < 0.5:
+            title = [w.capitalize() for w in title]
+        fields[0] = " ".join(title) + (f" ({int(rng.integers(1920, 2030))})." if fields[1:] else "")
+        out.append(" ".join(fields))
+    return out
+
+
+def _whole_words(tokenizer) -> list[str]:
+    """The tokenizer's vocabulary entries that are whole alphabetic words."""
+    return sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2)
+
+
 def _kept_layers(n_teacher: int, n_student: int) -> list[int]:
     """Evenly spaced teacher layers, always including the first and the last."""
     if n_student >= n_teacher:
@@ -142,6 +190,63 @@ def _encode_batches(tower: TextTower, tokenizer, texts: list[str], max_length: i
     return np.concatenate(out) if out else np.zeros((0, tower.proj.out_features), np.float32)
 
 
+def text_holdout(n_texts: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) text indices: the share ``text_holdout`` the student never
+    sees, chosen by ``config.seed``, so its quality on unseen items can be measured."""
+    order = np.random.default_rng([config.seed, 1]).permutation(n_texts)
+    n_hold = int(round(n_texts * config.text_holdout)) if n_texts >= 10 else 0
+    return np.sort(order[:n_hold]), np.sort(order[n_hold:])
+
+
+class _ProjectedWords(nn.Module):
+    """The student's word embeddings as the teacher's, times one learned matrix (started
+    as the truncation): training moves every row of the vocabulary alike, so a token no
+    distillation text holds (a new item's title) fits the tuned layers as well as the
+    others. ``table()`` is the plain embedding table the exported student ships."""
+
+    def __init__(self, teacher_words: torch.Tensor, width: int) -> None:
+        super().__init__()
+        self.register_buffer("words", teacher_words.detach().clone())
+        self.map = nn.Linear(teacher_words.shape[1], width, bias=False)
+        with torch.no_grad():
+            self.map.weight.copy_(torch.eye(width, teacher_words.shape[1]))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.map(self.words[ids])
+
+    def table(self) -> torch.Tensor:
+        return self.map(self.words)
+
+
+def _tower_states(tower: TextTower, feed: dict, hidden: bool, words=None):
+    """(item vector, pooled output, hidden states or None) of a batch; ``words`` maps
+    token ids to input embeddings in place of the tower's own table."""
+    mask = torch.from_numpy(feed["attention_mask"])
+    ids = torch.from_numpy(feed["input_ids"])
+    out = tower.bert(
+        input_ids=None if words is not None else ids,
+        inputs_embeds=words(ids) if words is not None else None,
+        attention_mask=mask,
+        token_type_ids=torch.from_numpy(feed["token_type_ids"]),
+        output_hidden_states=hidden,
+    )
+    m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+    pooled = (out.last_hidden_state * m).sum(1) / torch.clamp(m.sum(1), min=1e-9)
+    return tower.proj(pooled), pooled, (out.hidden_states if hidden else None)
+
+
+def _match_loss(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """MSE relative to the target's size plus cosine distance, over the last axis."""
+    return F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+
+
+def _norm_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine distance plus the squared relative error of the norm: unlike MSE, it does
+    not pay a student unsure of the direction to shrink the vector."""
+    ratio = pred.norm(dim=-1) / target.norm(dim=-1).clamp(min=1e-8)
+    return (1 - F.cosine_similarity(pred, target, dim=-1)).mean() + (ratio - 1).pow(2).mean()
+
+
 def distill_text_encoder(
     teacher: TextTower,
     tokenizer,
@@ -155,22 +260,46 @@ def distill_text_encoder(
 ) -> tuple[TextTower, dict]:
     """Train a text student; returns it (eval mode) and the report for the manifest."""
     t0 = time.perf_counter()
+    if config.text_word_embeddings not in ("tuned", "projected", "frozen"):
+        raise ValueError(
+            "text_word_embeddings must be 'tuned', 'projected' or 'frozen', "
+            f"got {config.text_word_embeddings!r}"
+        )
+    if config.text_loss not in ("mse", "norm", "centered"):
+        raise ValueError(f"text_loss must be 'mse', 'norm' or 'centered', got {config.text_loss!r}")
     rng = np.random.default_rng(config.seed)
-    n = len(texts)
-    order = rng.permutation(n)
-    n_hold = int(round(n * config.text_holdout)) if n >= 10 else 0
-    held, train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    held, train_idx = text_holdout(len(texts), config)
 
     # the training pool: each training text plus augmented copies; teacher targets once
-    pool = [texts[i] for i in train_idx]
+    train_texts = [texts[i] for i in train_idx]
+    pool = list(train_texts)
     for _ in range(config.text_augment):
-        pool += [augment_text(texts[i], rng) for i in train_idx]
+        pool += [augment_text(t, rng) for t in train_texts]
+    pool += recombine_texts(train_texts, int(config.text_recombined) * len(train_texts), rng)
+    if config.text_vocabulary:
+        n_vocab = int(config.text_vocabulary) * len(train_texts)
+        pool += vocabulary_texts(train_texts, _whole_words(tokenizer), n_vocab, rng)
     teacher = teacher.eval()
     targets = torch.from_numpy(_encode_batches(teacher, tokenizer, pool, max_length))
 
     student = make_text_student(teacher, config)
     student.train()
-    opt = torch.optim.AdamW(student.parameters(), lr=config.text_lr, weight_decay=0.01)
+    words = None
+    if config.text_word_embeddings == "projected":
+        t_words = teacher.bert.embeddings.word_embeddings.weight
+        words = _ProjectedWords(t_words, student.bert.config.hidden_size)
+    if config.text_word_embeddings in ("projected", "frozen"):
+        student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    h_s, h_t = student.bert.config.hidden_size, teacher.bert.config.hidden_size
+    w_pooled, w_hidden = float(config.text_pooled_weight), float(config.text_hidden_weight)
+    n_layers = student.bert.config.num_hidden_layers
+    kept = [-1] + _kept_layers(teacher.bert.config.num_hidden_layers, n_layers)
+    # learned maps from the student's width to the teacher's, dropped after training
+    maps = nn.ModuleList(nn.Linear(h_s, h_t) for _ in range(len(kept) + 1))
+    params = [p for p in student.parameters() if p.requires_grad]
+    params += list(words.parameters()) if words is not None else []
+    params += list(maps.parameters()) if w_pooled or w_hidden else []
+    opt = torch.optim.AdamW(params, lr=config.text_lr, weight_decay=0.01)
     steps = int(config.text_steps)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -178,23 +307,41 @@ def distill_text_encoder(
         lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
     )
     scale = float(targets.pow(2).mean().clamp(min=1e-8))  # MSE relative to the vectors' size
+    center = targets[: len(train_texts)].mean(0)  # the catalog's mean item text vector
     losses = []
     for step in range(steps):
         batch = rng.choice(len(pool), size=min(config.text_batch_size, len(pool)), replace=False)
         feed = tokenize(tokenizer, [pool[i] for i in batch], max_length)
-        pred = student(
-            *(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
-        )
-        target = targets[batch]
-        loss = F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target)).mean()
+        pred, pooled, states = _tower_states(student, feed, hidden=bool(w_hidden), words=words)
+        if config.text_loss == "norm":
+            loss = _norm_loss(pred, targets[batch])
+        elif config.text_loss == "centered":  # the same, on the vectors' offsets from the mean
+            loss = _norm_loss(pred - center, targets[batch] - center)
+        else:
+            loss = _match_loss(pred, targets[batch], scale)
+        if w_pooled or w_hidden:
+            with torch.no_grad():
+                _, t_pooled, t_states = _tower_states(teacher, feed, hidden=bool(w_hidden))
+            if w_pooled:
+                t_scale = float(t_pooled.pow(2).mean().clamp(min=1e-8))
+                loss = loss + w_pooled * _match_loss(maps[-1](pooled), t_pooled, t_scale)
+            if w_hidden:
+                mask = torch.from_numpy(feed["attention_mask"]).bool()
+                for i, t_index in enumerate(kept):  # -1: the embeddings' output
+                    s_h, t_h = maps[i](states[i])[mask], t_states[t_index + 1][mask]
+                    t_scale = float(t_h.pow(2).mean().clamp(min=1e-8))
+                    loss = loss + w_hidden / len(kept) * _match_loss(s_h, t_h, t_scale)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, steps)
+    if words is not None:
+        with torch.no_grad():
+            student.bert.embeddings.word_embeddings.weight.copy_(words.table())
     student.eval()
 
     report = {
@@ -211,13 +358,15 @@ def distill_text_encoder(
     }
     eval_idx = held if len(held) else train_idx
     eval_texts = [texts[i] for i in eval_idx]
-    cos = _cosines(
-        _encode_batches(student, tokenizer, eval_texts, max_length),
-        _encode_batches(teacher, tokenizer, eval_texts, max_length),
-    )
+    s_eval = _encode_batches(student, tokenizer, eval_texts, max_length)
+    t_eval = _encode_batches(teacher, tokenizer, eval_texts, max_length)
+    cos = _cosines(s_eval, t_eval)
     report["heldout_texts"] = int(len(held))
     report["heldout_mean_cosine"] = float(cos.mean())
     report["heldout_min_cosine"] = float(cos.min())
+    report["heldout_norm_ratio"] = float(
+        (np.linalg.norm(s_eval, axis=1) / np.linalg.norm(t_eval, axis=1)).mean()
+    )
     aug = [augment_text(t, rng) for t in eval_texts]
     cos_aug = _cosines(
         _encode_batches(student, tokenizer, aug, max_length),
@@ -226,31 +375,62 @@ def distill_text_encoder(
     report["heldout_augmented_mean_cosine"] = float(cos_aug.mean())
     if model is not None and split is not None:
         student_vecs = _encode_batches(student, tokenizer, texts, max_length)
-        report.update(_text_student_quality(model, split, student_vecs))
+        report.update(text_student_quality(model, split, student_vecs, held))
     return student, report
 
 
-def _text_student_quality(model, split, student_vecs: np.ndarray) -> dict:
-    """Test NDCG@10/HR@10 of the whole model when the student's text vectors replace the
-    teacher's in every item vector (the ID embeddings stay): the worst case, as if every
-    item's text part came from the student."""
+def text_student_quality(model, split, student_vecs: np.ndarray, held: np.ndarray) -> dict:
+    """NDCG@10/HR@10 with the student's text vectors, against the teacher's, two ways.
+
+    Whole model (test): the student's text vectors replace the teacher's in every item
+    vector (the ID embeddings stay): the worst case, as if every item's text part came
+    from the student. Cold items (valid + test events whose target is a held-out text):
+    those items get text-only vectors, the teacher's projection or the student's, as a
+    new item added by its text gets; the others keep their trained vectors. Warm: the
+    other test events, with those cold vectors in the catalog.
+    """
     from edgerec.evaluation import evaluate
 
     with torch.no_grad():
         table = model.items().float().clone()
         teacher_text = model.items.project_text(model.items.text_embeddings)
     table[0] = 0.0
+    student_text = torch.from_numpy(student_vecs)
     swapped = table.clone()
-    if "text" not in model.cfg.ablate:
-        swapped[1:] += torch.from_numpy(student_vecs) - teacher_text[1:]
+    use_text = "text" not in model.cfg.ablate
+    if use_text:
+        swapped[1:] += student_text - teacher_text[1:]
     teacher_m = evaluate(_scorer(model, split, table), split, "test")
     student_m = evaluate(_scorer(model, split, swapped), split, "test")
-    return {
+    out = {
         "teacher_test_ndcg@10": float(teacher_m["ndcg@10"]),
         "teacher_test_hr@10": float(teacher_m["hr@10"]),
         "student_test_ndcg@10": float(student_m["ndcg@10"]),
         "student_test_hr@10": float(student_m["hr@10"]),
     }
+    cold = torch.from_numpy(np.asarray(held, dtype=np.int64) + 1)
+    if not use_text or not len(cold):
+        return out
+    tables = {"teacher": table.clone(), "student": table.clone()}
+    tables["teacher"][cold] = teacher_text[cold]
+    tables["student"][cold] = student_text[cold - 1]
+    for name, t in tables.items():
+        sums, events = np.zeros(2), 0
+        for stage in ("valid", "test"):
+            users = np.flatnonzero(np.isin(split.targets(stage), cold.numpy()))
+            if len(users):
+                m = evaluate(_scorer(model, split, t), split, stage, users=users)
+                sums += len(users) * np.array([m["ndcg@10"], m["hr@10"]])
+                events += len(users)
+        out["cold_events"] = int(events)
+        out[f"{name}_cold_ndcg@10"] = float(sums[0] / max(events, 1))
+        out[f"{name}_cold_hr@10"] = float(sums[1] / max(events, 1))
+        # the other test events: cold items that score too high push warm targets down
+        warm = np.flatnonzero(~np.isin(split.targets("test"), cold.numpy()))
+        out[f"{name}_warm_test_ndcg@10"] = float(
+            evaluate(_scorer(model, split, t), split, "test", users=warm)["ndcg@10"]
+        )
+    return out
 
 
 def _request_gaps(model, split, ends) -> torch.Tensor | None:
