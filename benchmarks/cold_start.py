@@ -29,6 +29,7 @@ from edgerec.io import atomic_write_text
 RESULTS = Path(__file__).parent / "results"
 MODEL_ROWS = [
     ("teacher", "fp32"),
+    ("teacher-no-cold", "fp32"),
     ("teacher", "int8"),
     ("student", "fp32"),
     ("student", "int8"),
@@ -37,6 +38,7 @@ MODEL_ROWS = [
 BASELINE_ROWS = [("content-knn", None), ("popularity", None), ("random", None)]
 LABELS = {
     ("teacher", "fp32"): "edgerec teacher, fp32",
+    ("teacher-no-cold", "fp32"): "edgerec teacher, fp32, cold items not added (warm only)",
     ("teacher", "int8"): "edgerec teacher, int8",
     ("student", "fp32"): "edgerec distilled student, fp32",
     ("student", "int8"): "edgerec distilled student, int8",
@@ -113,14 +115,16 @@ def _row(results: list[dict], key) -> dict | None:
 def _table(results: list[dict]) -> list[str]:
     lines = [
         "| model | cold NDCG@10 | cold HR@10 | warm NDCG@10 | warm HR@10 "
-        "| full-data model's warm NDCG@10 | warm − full-data (paired, per seed) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| full-data model's warm NDCG@10 | warm − full-data (paired, per seed) "
+        "| cold share of the warm top 10 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     full_warm = _metric(results, ("full-data", "fp32"), "warm", "ndcg@10")
     for key in MODEL_ROWS + BASELINE_ROWS:
         if not _row(results, key):
             continue
-        is_model = key[0] in ("teacher", "student")
+        is_model = key[0] in ("teacher", "student", "teacher-no-cold")
+        no_cold = key[0] == "teacher-no-cold"
         diffs = [
             row["warm_vs_full_data"]
             for r in results
@@ -129,11 +133,12 @@ def _table(results: list[dict]) -> list[str]:
         ]
         diff_cell = ", ".join(f"{d['mean']:+.4f} (se {d['se']:.4f})" for d in diffs) or "-"
         lines.append(
-            f"| {LABELS[key]} | {_mean_sd(_metric(results, key, 'cold', 'ndcg@10'))} "
-            f"| {_mean_sd(_metric(results, key, 'cold', 'hr@10'))} "
+            f"| {LABELS[key]} | {'-' if no_cold else _mean_sd(_metric(results, key, 'cold', 'ndcg@10'))} "
+            f"| {'-' if no_cold else _mean_sd(_metric(results, key, 'cold', 'hr@10'))} "
             f"| {_mean_sd(_metric(results, key, 'warm', 'ndcg@10'))} "
             f"| {_mean_sd(_metric(results, key, 'warm', 'hr@10'))} "
-            f"| {_mean_sd(full_warm) if is_model else '-'} | {diff_cell if is_model else '-'} |"
+            f"| {_mean_sd(full_warm) if is_model else '-'} | {diff_cell if is_model else '-'} "
+            f"| {_mean_sd(_metric(results, key, 'warm', 'cold_share@10'))} |"
         )
     return lines
 
@@ -145,7 +150,7 @@ def _per_seed(results: list[dict]) -> list[str]:
     ]
     for r in sorted(results, key=lambda r: r["seed"]):
         for row in r["rows"]:
-            if row["model"] not in ("teacher", "student", "full-data"):
+            if row["model"] not in ("teacher", "teacher-no-cold", "student", "full-data"):
                 continue
             cold, warm = row.get("cold") or {}, row.get("warm") or {}
             lines.append(

@@ -272,6 +272,7 @@ def test_cli_end_to_end_on_a_tiny_world(tmp_path, capsys):
     rows = {(r["model"], r["precision"]): r for r in result["rows"]}
     assert set(rows) == {
         ("teacher", "fp32"),
+        ("teacher-no-cold", "fp32"),
         ("full-data", "fp32"),
         ("content-knn", None),
         ("popularity", None),
@@ -280,6 +281,10 @@ def test_cli_end_to_end_on_a_tiny_world(tmp_path, capsys):
     teacher = rows[("teacher", "fp32")]
     assert teacher["added_items"] == 8 and "added_items" not in rows[("full-data", "fp32")]
     assert teacher["warm_vs_full_data"]["events"] == 48
+    # without the cold items in the catalog none can take a top-10 place
+    assert rows[("teacher-no-cold", "fp32")]["warm"]["cold_share@10"] == 0.0
+    assert rows[("popularity", None)]["warm"]["cold_share@10"] == 0.0
+    assert 0.0 <= teacher["warm"]["cold_share@10"] <= 1.0
     assert teacher["warm_vs_full_data"]["mean"] == pytest.approx(
         teacher["warm"]["ndcg@10"] - rows[("full-data", "fp32")]["warm"]["ndcg@10"]
     )

@@ -104,11 +104,11 @@ def _train(dataset: Dataset, run_dir: Path, model_cfg, train_cfg, source: dict, 
 def _export(
     run_dir: Path, out: Path, dataset: Dataset, precisions, distill: bool, log: Log
 ) -> dict:
-    from edgerec.export import export_bundle
-
     if (out / "manifest.json").is_file():
         log(f"{out}: bundle exists, kept")
         return json.loads((out / "manifest.json").read_text())
+    from edgerec.export import export_bundle
+
     log(f"{out}: exporting {run_dir}" + (" with distillation" if distill else ""))
     code = {**_code_state(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     manifest = export_bundle(
@@ -266,6 +266,10 @@ def run_cold_start(
     log("evaluating bundles through the runtime")
     per_event: dict = {}
     rows = _bundle_rows(bundles / "full", "full-data", css, ("fp32",), threads, False, per_event)
+    # the teacher without the cold items: a warm figure that the added items cannot crowd
+    rows += _bundle_rows(
+        bundles / "teacher", "teacher-no-cold", css, ("fp32",), threads, False, per_event
+    )
     rows += _bundle_rows(bundles / "teacher", "teacher", css, precisions, threads, True, per_event)
     if distill:
         rows += _bundle_rows(

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgerec.data.schema import Catalog, Dataset, Interactions, LoadReport
 from edgerec.data.split import LeaveOneOut, leave_one_out
-from edgerec.evaluation.metrics import KS, rank_metrics
+from edgerec.evaluation.metrics import KS, rank_metrics, top_k
 from edgerec.evaluation.protocol import Scorer, mask_seen
 
 CHOICES = ("recent", "random")
@@ -306,8 +306,10 @@ def per_event_metrics(
     scorer: Scorer, css: ColdStartSplit, group: str, *, batch_size: int = 256
 ) -> dict[str, np.ndarray]:
     """Each test event's HR/NDCG/MRR@k in ``group``: the protocol's ``evaluate`` before
-    its mean, so two models can be compared event by event."""
+    its mean, so two models can be compared event by event; ``cold_share@10``: the share
+    of its top 10 that are cold items."""
     users = css.test_users(group)
+    cold = css.cold_mask
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
@@ -320,6 +322,8 @@ def per_event_metrics(
         mask_seen(scores, css.split, "test", batch)
         for name, values in rank_metrics(scores, css.split.targets("test")[batch], KS).items():
             parts.setdefault(name, []).append(values)
+        # how much of the top 10 the cold items take (ties: the lower index first)
+        parts.setdefault("cold_share@10", []).append(cold[top_k(scores, 10)].mean(axis=1))
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
