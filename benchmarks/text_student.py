@@ -15,9 +15,10 @@ is the run's MiniLM + the item tower's text projection. Per variant and seed:
   its texts/s (one text per run, 1 thread; median of 3 passes, the machine is shared).
 
 Each (variant, seed) appends a line to results/text_student.jsonl; results/text_student.md
-is rebuilt from all lines. Example (the committed report):
+is rebuilt from all lines, with results/text_student_notes.md appended. Example:
   python benchmarks/text_student.py --run runs/ml100k-tuning/plateau-auto-seed0 \\
-      --data-dir /work/shared/data --variants default steps-1200 --seeds 0
+      --data-dir /work/shared/data --variants default mse-loss --seeds 0 1 2
+``--sizes-only`` records the int8 size of untrained students (wider ones over budget).
 """
 
 from __future__ import annotations
@@ -40,43 +41,22 @@ TABLE_FILE = RESULTS / "text_student.md"
 # name -> (what it tries, DistillConfig overrides of today's defaults)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("today's defaults", {}),
+    "mse-loss": ("MSE + cosine loss (the default before)", {"text_loss": "mse"}),
     "steps-1200": ("3x the steps", {"text_steps": 1200}),
-    "augment-6": ("6 augmented copies (not 2)", {"text_augment": 6}),
-    "recombined-4": ("+4 copies of recombined texts", {"text_recombined": 4}),
-    "recombined-4-steps-1200": (
-        "+4 recombined copies, 3x the steps",
-        {"text_recombined": 4, "text_steps": 1200},
-    ),
-    "norm-loss": ("norm + cosine loss (not MSE + cosine)", {"text_loss": "norm"}),
-    "norm-loss-recombined-4": (
-        "norm + cosine loss, +4 recombined copies",
-        {"text_loss": "norm", "text_recombined": 4},
-    ),
-    "centered-loss": (
-        "norm + cosine loss on offsets from the mean vector",
-        {"text_loss": "centered"},
-    ),
-    "projected-words": (
-        "word embeddings: teacher's table x one learned matrix",
-        {"text_word_embeddings": "projected"},
-    ),
-    "projected-words-centered": (
-        "projected word embeddings, centered loss",
-        {"text_word_embeddings": "projected", "text_loss": "centered"},
-    ),
-    "frozen-words": ("word embeddings frozen (the truncation)", {"text_word_embeddings": "frozen"}),
-    "vocabulary-4": ("+4 copies with random vocabulary words as titles", {"text_vocabulary": 4}),
-    "vocabulary-4-centered": (
-        "+4 vocabulary-title copies, centered loss",
-        {"text_vocabulary": 4, "text_loss": "centered"},
-    ),
-    "pooled": ("+ loss on the pooled output", {"text_pooled_weight": 1.0}),
-    "hidden": ("+ loss on the kept layers' hidden states", {"text_hidden_weight": 1.0}),
-    "hidden-224": ("hidden 224 (7 heads)", {"text_hidden": 224}),
-    "hidden-256": ("hidden 256 (8 heads)", {"text_hidden": 256, "text_intermediate": 1024}),
     "layers-3": ("3 layers", {"text_layers": 3}),
     "layers-4": ("4 layers", {"text_layers": 4}),
+    "hidden-224": ("hidden 224 (7 heads)", {"text_hidden": 224}),
+    "hidden-256": ("hidden 256 (8 heads)", {"text_hidden": 256, "text_intermediate": 1024}),
 }
+# variants measured at commit 7414404, whose options were removed for buying nothing
+REMOVED = (
+    "recombined-4",
+    "norm-loss",
+    "projected-words",
+    "frozen-words",
+    "hidden",
+    "vocabulary-4",
+)
 
 
 def _int8_student(student, tokenizer, max_length: int, texts: list[str], work: Path) -> dict:
@@ -146,6 +126,37 @@ def run_variant(run, split, teacher, tokenizer, max_length, name: str, seed: int
     }
 
 
+def size_only(run, tokenizer, max_length: int, teacher, name: str) -> dict:
+    """The int8 text encoder's size of a variant, from an untrained student (the size
+    does not depend on training): for variants over the bundle budget."""
+    from edgerec.export.config import DEFAULT_OPSET, IR_VERSION, DistillConfig
+    from edgerec.export.distill import make_text_student
+    from edgerec.export.onnx_text import export_text_encoder
+    from edgerec.export.quantize import quantize_int8
+
+    student = make_text_student(teacher, DistillConfig(**VARIANTS[name][1])).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "t.onnx", Path(tmp) / "t.int8.onnx"
+        export_text_encoder(
+            student,
+            tokenizer,
+            fp32,
+            max_length=max_length,
+            opset=DEFAULT_OPSET,
+            ir_version=IR_VERSION,
+        )
+        quantize_int8(fp32, int8, ir_version=IR_VERSION)
+        size = int8.stat().st_size
+    params = int(sum(p.numel() for p in student.parameters()))
+    return {
+        "variant": name,
+        "what": VARIANTS[name][0],
+        "size_only": True,
+        "parameters": params,
+        "int8_bytes": size,
+    }
+
+
 def _gap(student: float | None, teacher: float | None) -> float | None:
     if student is None or not teacher:
         return None
@@ -156,7 +167,9 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.1f}%"
 
 
-def render(lines: list[dict]) -> str:
+def render(records: list[dict]) -> str:
+    lines = [r for r in records if not r.get("size_only")]
+    sizes = {r["variant"]: r for r in records if r.get("size_only")}
     out = [
         "# The distilled text student against its teacher (MovieLens 100K)",
         "",
@@ -212,10 +225,33 @@ def render(lines: list[dict]) -> str:
             )
             + " |"
         )
+    out += [
+        "",
+        "`mse-loss` is the loss before this report (rows labelled `default` when run);",
+        "`centered-loss` is today's default loss. It and "
+        + ", ".join(f"`{v}`" for v in REMOVED)
+        + " were run at commit 7414404, whose options for the latter were removed after:",
+        "they bought no gain (notes below).",
+    ]
     out += _summary(lines)
+    if sizes:
+        out += [
+            "",
+            "Sizes of untrained students (the size does not depend on training):",
+            "",
+            "| variant | what | parameters | int8 text encoder MB |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {v} | {r['what']} | {r['parameters']:,} | {r['int8_bytes'] / 1e6:.2f} |"
+            for v, r in sizes.items()
+        ]
+    notes = Path(__file__).parent / "results" / "text_student_notes.md"
+    if notes.is_file():
+        out += ["", notes.read_text().strip()]
     out += ["", "Made by:", "", "```bash"]
     seen = []
-    for r in lines:
+    for r in records:
         if r["command"] not in seen:
             seen.append(r["command"])
     out += seen + ["```", ""]
@@ -259,6 +295,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--render-only", action="store_true", help="rebuild the table only")
+    ap.add_argument("--sizes-only", action="store_true", help="int8 sizes, untrained")
     args = ap.parse_args()
     if not args.render_only and not args.run:
         ap.error("--run is required unless --render-only")
@@ -278,7 +315,10 @@ def main() -> None:
         tokenizer, bert = load_encoder(teacher_dir)
         teacher = TextTower(bert, run.model.items.text_proj).eval()
         command = "python benchmarks/text_student.py " + " ".join(sys.argv[1:])
-        for seed in args.seeds:
+        for name in args.variants if args.sizes_only else []:
+            rec = size_only(run, tokenizer, max_length, teacher, name)
+            append_line(RESULTS_FILE, {**rec, "command": command})
+        for seed in [] if args.sizes_only else args.seeds:
             for name in args.variants:
                 rec = run_variant(run, split, teacher, tokenizer, max_length, name, seed)
                 rec["run_dir"] = args.run

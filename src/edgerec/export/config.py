@@ -115,15 +115,10 @@ class DistillConfig:
     text_batch_size: int = 64
     text_lr: float = 5e-4
     text_augment: int = 2  # augmented copies of each catalog text in the training pool
-    text_recombined: int = 0  # copies of the training texts with recombined fields
-    text_vocabulary: int = 0  # copies with random vocabulary words as the title
     text_holdout: float = 0.1  # share of items held out to measure generalisation
-    # "tuned": each row of the truncated table learns alone; "projected": the teacher's
-    # table times one learned matrix (distill.py), so unseen tokens move with the rest
-    text_word_embeddings: str = "tuned"
-    text_loss: str = "mse"  # on item vectors: "mse" (MSE + cosine) or "norm" (norm + cosine)
-    text_pooled_weight: float = 0.0  # loss on the pooled output (teacher width), besides
-    text_hidden_weight: float = 0.0  # loss on the kept layers' hidden states (teacher's)
+    # on the projected item vectors: "centered" (cosine + norm of the offsets from the
+    # mean vector: no shrinking of unseen titles) or "mse" (MSE + cosine, as before)
+    text_loss: str = "centered"
     user_hidden_ratio: float = 0.5
     user_epochs: int = 3
     user_batch_size: int = 256

@@ -4,9 +4,10 @@ Text student: a BERT with fewer, narrower layers and the teacher's tokenizer, st
 from the teacher by layer dropping (evenly spaced layers kept) and weight truncation
 (the first ``text_hidden`` features of every matrix; heads keep the teacher's head
 width so a truncated head is a whole teacher head), or from scratch. It learns the
-teacher's *projected* item vectors (MSE + cosine) on catalog texts and cheap
-augmentations of them (a field dropped, a genre list shuffled), so it also serves items
-that are not in the catalog. A share of items is held out of training to measure that.
+teacher's *projected* item vectors on catalog texts and cheap augmentations of them (a
+field dropped, a genre list shuffled), so it also serves items that are not in the
+catalog: a share of items is held out of training to measure that, and the report
+scores those items as cold ones (text-only vectors) against the teacher's.
 
 User student: the same architecture with a narrower Bi-LSTM (``user_hidden_ratio``),
 trained by knowledge distillation: KL between the teacher's and the student's score
@@ -56,54 +57,6 @@ def augment_text(text: str, rng: np.random.Generator) -> str:
             del words[int(rng.integers(len(words)))]
             return " ".join(words)
     return " ".join(fields)
-
-
-def recombine_texts(texts: list[str], n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` new texts: a text's title with each ``Label: ...`` field taken from another
-    text (a title with another item's genres), or, one time in four, such a field alone
-    (a genre phrase). New items are new combinations of known parts; these teach them."""
-    parsed = [[f for f in _FIELD_SPLIT.split(t.strip()) if f] for t in texts]
-    by_label: dict[str, list[str]] = {}
-    for fields in parsed:
-        for field in fields[1:]:  # the first field is the title, colons and all
-            m = _LIST_FIELD.match(field)
-            if m:
-                by_label.setdefault(m["label"].strip().lower(), []).append(field)
-    out = []
-    for _ in range(n):
-        fields = list(parsed[int(rng.integers(len(parsed)))])
-        for i in range(1, len(fields)):
-            m = _LIST_FIELD.match(fields[i])
-            if m:
-                same = by_label[m["label"].strip().lower()]
-                fields[i] = same[int(rng.integers(len(same)))]
-        if len(fields) > 1 and rng.random() < 0.25:
-            fields = [fields[int(rng.integers(1, len(fields)))]]
-        out.append(" ".join(fields))
-    return out
-
-
-def vocabulary_texts(
-    texts: list[str], words: list[str], n: int, rng: np.random.Generator
-) -> list[str]:
-    """``n`` texts whose title (first field) is 1-4 random vocabulary words, the other
-    fields a real text's: the student meets words no catalog title holds, as a new
-    item's title brings them."""
-    parsed = [[f for f in _FIELD_SPLIT.split(t.strip()) if f] for t in texts]
-    out = []
-    for _ in range(n):
-        fields = list(parsed[int(rng.integers(len(parsed)))])
-        title = [str(words[int(i)]) for i in rng.integers(len(words), size=rng.integers(1, 5))]
-        if rng.random() < 0.5:
-            title = [w.capitalize() for w in title]
-        fields[0] = " ".join(title) + (f" ({int(rng.integers(1920, 2030))})." if fields[1:] else "")
-        out.append(" ".join(fields))
-    return out
-
-
-def _whole_words(tokenizer) -> list[str]:
-    """The tokenizer's vocabulary entries that are whole alphabetic words."""
-    return sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2)
 
 
 def _kept_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -198,53 +151,17 @@ def text_holdout(n_texts: int, config: DistillConfig) -> tuple[np.ndarray, np.nd
     return np.sort(order[:n_hold]), np.sort(order[n_hold:])
 
 
-class _ProjectedWords(nn.Module):
-    """The student's word embeddings as the teacher's, times one learned matrix (started
-    as the truncation): training moves every row of the vocabulary alike, so a token no
-    distillation text holds (a new item's title) fits the tuned layers as well as the
-    others. ``table()`` is the plain embedding table the exported student ships."""
-
-    def __init__(self, teacher_words: torch.Tensor, width: int) -> None:
-        super().__init__()
-        self.register_buffer("words", teacher_words.detach().clone())
-        self.map = nn.Linear(teacher_words.shape[1], width, bias=False)
-        with torch.no_grad():
-            self.map.weight.copy_(torch.eye(width, teacher_words.shape[1]))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.map(self.words[ids])
-
-    def table(self) -> torch.Tensor:
-        return self.map(self.words)
-
-
-def _tower_states(tower: TextTower, feed: dict, hidden: bool, words=None):
-    """(item vector, pooled output, hidden states or None) of a batch; ``words`` maps
-    token ids to input embeddings in place of the tower's own table."""
-    mask = torch.from_numpy(feed["attention_mask"])
-    ids = torch.from_numpy(feed["input_ids"])
-    out = tower.bert(
-        input_ids=None if words is not None else ids,
-        inputs_embeds=words(ids) if words is not None else None,
-        attention_mask=mask,
-        token_type_ids=torch.from_numpy(feed["token_type_ids"]),
-        output_hidden_states=hidden,
-    )
-    m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-    pooled = (out.last_hidden_state * m).sum(1) / torch.clamp(m.sum(1), min=1e-9)
-    return tower.proj(pooled), pooled, (out.hidden_states if hidden else None)
-
-
-def _match_loss(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    """MSE relative to the target's size plus cosine distance, over the last axis."""
-    return F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
-
-
-def _norm_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cosine distance plus the squared relative error of the norm: unlike MSE, it does
-    not pay a student unsure of the direction to shrink the vector."""
+def _vector_loss(pred: torch.Tensor, target: torch.Tensor, config, scale: float, center):
+    """ "centered": cosine distance plus the squared relative error of the norm, on the
+    vectors' offsets from the catalog's mean text vector. Unlike MSE it does not pay a
+    student unsure of an unseen title to shrink the offset, and a cold item's rank among
+    the warm ones hangs on that offset's length (benchmarks/results/text_student.md).
+    "mse": MSE relative to the vectors' size plus cosine distance, as before."""
+    if config.text_loss == "mse":
+        return F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target)).mean()
+    pred, target = pred - center, target - center
     ratio = pred.norm(dim=-1) / target.norm(dim=-1).clamp(min=1e-8)
-    return (1 - F.cosine_similarity(pred, target, dim=-1)).mean() + (ratio - 1).pow(2).mean()
+    return (1 - F.cosine_similarity(pred, target)).mean() + (ratio - 1).pow(2).mean()
 
 
 def distill_text_encoder(
@@ -260,13 +177,8 @@ def distill_text_encoder(
 ) -> tuple[TextTower, dict]:
     """Train a text student; returns it (eval mode) and the report for the manifest."""
     t0 = time.perf_counter()
-    if config.text_word_embeddings not in ("tuned", "projected", "frozen"):
-        raise ValueError(
-            "text_word_embeddings must be 'tuned', 'projected' or 'frozen', "
-            f"got {config.text_word_embeddings!r}"
-        )
-    if config.text_loss not in ("mse", "norm", "centered"):
-        raise ValueError(f"text_loss must be 'mse', 'norm' or 'centered', got {config.text_loss!r}")
+    if config.text_loss not in ("centered", "mse"):
+        raise ValueError(f"text_loss must be 'centered' or 'mse', got {config.text_loss!r}")
     rng = np.random.default_rng(config.seed)
     held, train_idx = text_holdout(len(texts), config)
 
@@ -275,31 +187,12 @@ def distill_text_encoder(
     pool = list(train_texts)
     for _ in range(config.text_augment):
         pool += [augment_text(t, rng) for t in train_texts]
-    pool += recombine_texts(train_texts, int(config.text_recombined) * len(train_texts), rng)
-    if config.text_vocabulary:
-        n_vocab = int(config.text_vocabulary) * len(train_texts)
-        pool += vocabulary_texts(train_texts, _whole_words(tokenizer), n_vocab, rng)
     teacher = teacher.eval()
     targets = torch.from_numpy(_encode_batches(teacher, tokenizer, pool, max_length))
 
     student = make_text_student(teacher, config)
     student.train()
-    words = None
-    if config.text_word_embeddings == "projected":
-        t_words = teacher.bert.embeddings.word_embeddings.weight
-        words = _ProjectedWords(t_words, student.bert.config.hidden_size)
-    if config.text_word_embeddings in ("projected", "frozen"):
-        student.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    h_s, h_t = student.bert.config.hidden_size, teacher.bert.config.hidden_size
-    w_pooled, w_hidden = float(config.text_pooled_weight), float(config.text_hidden_weight)
-    n_layers = student.bert.config.num_hidden_layers
-    kept = [-1] + _kept_layers(teacher.bert.config.num_hidden_layers, n_layers)
-    # learned maps from the student's width to the teacher's, dropped after training
-    maps = nn.ModuleList(nn.Linear(h_s, h_t) for _ in range(len(kept) + 1))
-    params = [p for p in student.parameters() if p.requires_grad]
-    params += list(words.parameters()) if words is not None else []
-    params += list(maps.parameters()) if w_pooled or w_hidden else []
-    opt = torch.optim.AdamW(params, lr=config.text_lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(student.parameters(), lr=config.text_lr, weight_decay=0.01)
     steps = int(config.text_steps)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -312,36 +205,18 @@ def distill_text_encoder(
     for step in range(steps):
         batch = rng.choice(len(pool), size=min(config.text_batch_size, len(pool)), replace=False)
         feed = tokenize(tokenizer, [pool[i] for i in batch], max_length)
-        pred, pooled, states = _tower_states(student, feed, hidden=bool(w_hidden), words=words)
-        if config.text_loss == "norm":
-            loss = _norm_loss(pred, targets[batch])
-        elif config.text_loss == "centered":  # the same, on the vectors' offsets from the mean
-            loss = _norm_loss(pred - center, targets[batch] - center)
-        else:
-            loss = _match_loss(pred, targets[batch], scale)
-        if w_pooled or w_hidden:
-            with torch.no_grad():
-                _, t_pooled, t_states = _tower_states(teacher, feed, hidden=bool(w_hidden))
-            if w_pooled:
-                t_scale = float(t_pooled.pow(2).mean().clamp(min=1e-8))
-                loss = loss + w_pooled * _match_loss(maps[-1](pooled), t_pooled, t_scale)
-            if w_hidden:
-                mask = torch.from_numpy(feed["attention_mask"]).bool()
-                for i, t_index in enumerate(kept):  # -1: the embeddings' output
-                    s_h, t_h = maps[i](states[i])[mask], t_states[t_index + 1][mask]
-                    t_scale = float(t_h.pow(2).mean().clamp(min=1e-8))
-                    loss = loss + w_hidden / len(kept) * _match_loss(s_h, t_h, t_scale)
+        pred = student(
+            *(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+        )
+        loss = _vector_loss(pred, targets[batch], config, scale, center)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, steps)
-    if words is not None:
-        with torch.no_grad():
-            student.bert.embeddings.word_embeddings.weight.copy_(words.table())
     student.eval()
 
     report = {
