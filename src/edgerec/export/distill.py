@@ -152,11 +152,12 @@ def text_holdout(n_texts: int, config: DistillConfig) -> tuple[np.ndarray, np.nd
 
 
 def _vector_loss(pred: torch.Tensor, target: torch.Tensor, config, scale: float, center):
-    """ "centered": cosine distance plus the squared relative error of the norm, on the
-    vectors' offsets from the catalog's mean text vector. Unlike MSE it does not pay a
-    student unsure of an unseen title to shrink the offset, and a cold item's rank among
-    the warm ones hangs on that offset's length (benchmarks/results/text_student.md).
-    "mse": MSE relative to the vectors' size plus cosine distance, as before."""
+    """The student's loss. "centered": cosine distance plus the squared relative error
+    of the norm, on the vectors' offsets from the catalog's mean text vector. Unlike MSE
+    it does not pay a student unsure of an unseen title to shrink the offset, and a cold
+    item's rank among the warm ones hangs on that offset's length
+    (benchmarks/results/text_student.md). "mse": MSE relative to the vectors' size plus
+    cosine distance, as before."""
     if config.text_loss == "mse":
         return F.mse_loss(pred, target) / scale + (1 - F.cosine_similarity(pred, target)).mean()
     pred, target = pred - center, target - center
