@@ -163,7 +163,8 @@ def _per_seed(results: list[dict]) -> list[str]:
 
 def _runs(results: list[dict]) -> list[str]:
     lines = [
-        "| seed | run | best / last epoch | stop | valid NDCG@10 | training (s) "
+        "| seed | run | best / last epoch | stop | valid NDCG@10 (its own validation) "
+        "| training (s, loaded machine) "
         "| student user encoder | add_items (s, teacher int8 / student int8) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -227,6 +228,11 @@ def report(args: argparse.Namespace) -> None:
         "events with its standard error, per seed. Cells: mean ± standard deviation over "
         "seeds.",
         "",
+        *(
+            ["Findings and what is left: [cold_start_notes.md](cold_start_notes.md).", ""]
+            if (RESULTS / "cold_start_notes.md").is_file()
+            else []
+        ),
         f"Hardware: {cpu.get('model', '?')}, {cpu.get('logical_cores', cpu.get('cores', '?'))} "
         f"logical cores, shared with other jobs (load average at start "
         f"{hw.get('load_average_start')}); quality figures do not depend on load.",
