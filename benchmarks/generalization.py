@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -213,9 +215,7 @@ def main() -> None:
                 base = baselines(ds)
                 rec = run_world(world, ds, source, args.name, overrides, seed, args.out_root)
                 rec["baselines"] = base
-                rec["command"] = "python benchmarks/generalization.py " + " ".join(
-                    a for a in __import__("sys").argv[1:]
-                )
+                rec["command"] = "python benchmarks/generalization.py " + shlex.join(sys.argv[1:])
                 append_line(RESULTS_FILE, rec)
                 print(
                     f"{world} {args.name} seed {seed}: test ndcg@10 {rec['test']['ndcg@10']:.4f} "
