@@ -13,25 +13,17 @@ import platform
 import time
 from pathlib import Path
 
-from edgerec.training.config import ModelConfig, TrainConfig
+from edgerec.training.config import ModelConfig, TrainConfig, parse_overrides
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def parse_sets(pairs: list[str]) -> dict:
-    """``model.dropout=0.3`` / ``train.lr=3e-3`` -> {"model": {...}, "train": {...}}."""
-    out: dict = {"model": {}, "train": {}}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        scope, _, name = key.partition(".")
-        if scope not in out or not name or not raw:
-            raise SystemExit(f"--set {pair!r}: expected model.NAME=VALUE or train.NAME=VALUE")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[scope][name] = value
-    return out
+    """``edgerec.training.config.parse_overrides``; a bad pair ends the script."""
+    try:
+        return parse_overrides(pairs)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def build_configs(overrides: dict, seed: int) -> tuple[ModelConfig, TrainConfig]:

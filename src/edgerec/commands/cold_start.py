@@ -17,29 +17,13 @@ from edgerec.commands.data import DATASET_HELP
 
 
 def parse_sets(pairs: list[str] | None) -> dict:
-    """``model.dropout=0.3`` / ``train.lr=3e-3`` -> {"model": {...}, "train": {...}}."""
-    from edgerec.training.config import ModelConfig, TrainConfig
+    """``training.config.parse_overrides``, its errors as the CLI's."""
+    from edgerec.training.config import parse_overrides
 
-    known = {"model": set(ModelConfig().to_dict()), "train": set(TrainConfig().to_dict())}
-    out: dict = {"model": {}, "train": {}}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        scope, _, name = key.partition(".")
-        if not sep or scope not in out or not name or not raw:
-            raise typer.BadParameter(
-                f"--set {pair!r}: expected model.NAME=VALUE or train.NAME=VALUE"
-            )
-        if name not in known[scope]:
-            raise typer.BadParameter(
-                f"--set {pair!r}: {scope} has no setting {name!r} "
-                f"(settings: {', '.join(sorted(known[scope]))})"
-            )
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[scope][name] = value
-    return out
+    try:
+        return parse_overrides(pairs)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def cold_start(
@@ -136,20 +120,17 @@ def cold_start(
             param_hint="--set train.text_encoder",
         )
 
-    from edgerec.commands.data import load_for_cli
-    from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
+    from edgerec.commands.data import load_for_training
 
-    if dataset == "synthetic" and (synthetic_users or synthetic_items or synthetic_seed):
-        base = SyntheticConfig()
-        ds = generate_synthetic(
-            SyntheticConfig(
-                n_users=synthetic_users or base.n_users,
-                n_items=synthetic_items or base.n_items,
-                seed=synthetic_seed if synthetic_seed is not None else base.seed,
-            )
-        )
-    else:
-        ds = load_for_cli(dataset, data_dir, strict=False, kcore=kcore, columns=columns)
+    ds = load_for_training(
+        dataset,
+        data_dir,
+        kcore=kcore,
+        columns=columns,
+        synthetic_users=synthetic_users,
+        synthetic_items=synthetic_items,
+        synthetic_seed=synthetic_seed,
+    )
     source = {"loader": dataset, "data_dir": data_dir, "kcore": kcore, "columns": columns}
     result = run_cold_start(
         ds,

@@ -28,6 +28,32 @@ def load_for_cli(
     return ds
 
 
+def load_for_training(
+    dataset: str,
+    data_dir: Path | None,
+    *,
+    kcore: int,
+    columns: str | None,
+    synthetic_users: int | None,
+    synthetic_items: int | None,
+    synthetic_seed: int | None,
+):
+    """``load_for_cli`` (not strict), or the synthetic data of the sizes and seed given
+    (the generator's defaults where not)."""
+    if dataset == "synthetic" and (synthetic_users or synthetic_items or synthetic_seed):
+        from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
+
+        base = SyntheticConfig()
+        return generate_synthetic(
+            SyntheticConfig(
+                n_users=synthetic_users or base.n_users,
+                n_items=synthetic_items or base.n_items,
+                seed=synthetic_seed if synthetic_seed is not None else base.seed,
+            )
+        )
+    return load_for_cli(dataset, data_dir, strict=False, kcore=kcore, columns=columns)
+
+
 def info(
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help=DATASET_HELP),
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder with the data set's files."),

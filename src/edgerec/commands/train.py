@@ -121,8 +121,7 @@ def train(
     """
     import json
 
-    from edgerec.commands.data import load_for_cli
-    from edgerec.data.synthetic import SyntheticConfig, generate_synthetic
+    from edgerec.commands.data import load_for_training
     from edgerec.training.config import ModelConfig, TrainConfig
     from edgerec.training.evaluate_run import load_spec
     from edgerec.training.trainer import train as run_training
@@ -184,17 +183,15 @@ def train(
         if ablate:
             mcfg.ablate = tuple(dict.fromkeys(ablate))
         validate_configs(mcfg, tcfg)  # before loading data: fail fast
-        if dataset == "synthetic" and (synthetic_users or synthetic_items or synthetic_seed):
-            base = SyntheticConfig()
-            ds = generate_synthetic(
-                SyntheticConfig(
-                    n_users=synthetic_users or base.n_users,
-                    n_items=synthetic_items or base.n_items,
-                    seed=synthetic_seed if synthetic_seed is not None else base.seed,
-                )
-            )
-        else:
-            ds = load_for_cli(dataset, data_dir, strict=False, kcore=kcore, columns=columns)
+        ds = load_for_training(
+            dataset,
+            data_dir,
+            kcore=kcore,
+            columns=columns,
+            synthetic_users=synthetic_users,
+            synthetic_items=synthetic_items,
+            synthetic_seed=synthetic_seed,
+        )
         source = {"loader": dataset, "data_dir": data_dir, "kcore": kcore, "columns": columns}
         metrics = run_training(ds, out, mcfg, tcfg, progress=not quiet, data_source=source)
     if not metrics:  # a non-zero DDP rank: rank 0 reports

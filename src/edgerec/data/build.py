@@ -154,13 +154,7 @@ def _kcore(frame: pd.DataFrame, catalog: Catalog, k: int, report: LoadReport):
     report.drop(f"events outside the {k}-core", before - len(frame))
     kept = np.unique(frame["dense_item"].to_numpy())  # dense 1-based
     rows = kept - 1
-    new_catalog = Catalog(
-        item_ids=catalog.item_ids[rows],
-        titles=[catalog.titles[i] for i in rows],
-        texts=[catalog.texts[i] for i in rows],
-        categories=catalog.categories[rows],
-        category_names=catalog.category_names,
-    )
+    new_catalog = catalog.subset(rows)
     remap = np.zeros(catalog.n_items + 1, dtype=np.int64)
     remap[kept] = np.arange(1, len(kept) + 1)
     frame = frame.assign(dense_item=remap[frame["dense_item"].to_numpy()])

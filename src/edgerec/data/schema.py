@@ -26,6 +26,16 @@ class Catalog:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    def subset(self, rows: np.ndarray) -> Catalog:
+        """The catalog of these 0-based rows, in their order (dense indices renumbered)."""
+        return Catalog(
+            item_ids=self.item_ids[rows],
+            titles=[self.titles[i] for i in rows],
+            texts=[self.texts[i] for i in rows],
+            categories=self.categories[rows],
+            category_names=self.category_names,
+        )
+
 
 @dataclass(frozen=True)
 class Interactions:

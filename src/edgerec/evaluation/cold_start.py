@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgerec.data.schema import Catalog, Dataset, Interactions, LoadReport
+from edgerec.data.schema import Dataset, Interactions, LoadReport
 from edgerec.data.split import LeaveOneOut, leave_one_out
 from edgerec.evaluation.metrics import KS, rank_metrics, top_k
-from edgerec.evaluation.protocol import Scorer, mask_seen
+from edgerec.evaluation.protocol import Scorer, mask_seen, recommender_scorer
 
 CHOICES = ("recent", "random")
 GROUPS = ("cold", "warm")
@@ -101,14 +101,7 @@ def without_items(dataset: Dataset, cold_items: np.ndarray) -> tuple[Dataset, np
     user_remap = np.full(dataset.n_users, -1, dtype=np.int64)
     user_remap[kept_users] = np.arange(len(kept_users))
     rows = kept_items - 1
-    cat = dataset.catalog
-    catalog = Catalog(
-        item_ids=cat.item_ids[rows],
-        titles=[cat.titles[i] for i in rows],
-        texts=[cat.texts[i] for i in rows],
-        categories=cat.categories[rows],
-        category_names=cat.category_names,
-    )
+    catalog = dataset.catalog.subset(rows)
     on_cold = cold[inter.items]
     report = LoadReport()
     report.drop("interactions with cold items", int(on_cold.sum()))
@@ -260,37 +253,11 @@ def content_knn_scorer(split: LeaveOneOut, text_vectors: np.ndarray, recent: int
 
 
 def runtime_scorer(rec, dataset: Dataset, split: LeaveOneOut) -> Scorer:
-    """Every catalog item's score from an ``edgerec.runtime.Recommender``: each user's
-    history as original ids, behaviour labels and timestamps, the request at the
-    held-out event's time. Items the recommender does not hold score -inf."""
-    index = {item_id: i + 1 for i, item_id in enumerate(dataset.catalog.item_ids.tolist())}
-    ids = dataset.catalog.item_ids.tolist()
-    vocab = dataset.behaviour_vocab
-    seq = split.sequences
-    n = dataset.n_items
-
-    def scorer(users: np.ndarray, stage: str) -> np.ndarray:
-        starts, ends = seq.offsets[users], split.history_end(stage)[users]
-        histories, behaviours, timestamps = [], [], []
-        for s, e in zip(starts, ends, strict=True):
-            histories.append([ids[i - 1] for i in seq.items[s:e]])
-            behaviours.append([vocab[b] for b in seq.behaviours[s:e]])
-            timestamps.append(seq.timestamps[s:e].tolist())
-        results = rec.recommend_batch(
-            histories,
-            k=rec.n_items,
-            exclude_seen=False,  # the protocol masks seen items itself
-            behaviours=behaviours,
-            timestamps=timestamps,
-            now=seq.timestamps[ends].tolist(),
-        )
-        scores = np.full((len(users), n + 1), -np.inf)
-        for row, recs in enumerate(results):
-            cols = [index[r.item_id] for r in recs if r.item_id in index]
-            scores[row, cols] = [r.score for r in recs if r.item_id in index]
-        return scores
-
-    return scorer
+    """``recommender_scorer`` over the data set's catalog: items the recommender does not
+    hold (cold items not added) score -inf."""
+    return recommender_scorer(
+        rec, dataset.catalog.item_ids.tolist(), dataset.behaviour_vocab, split
+    )
 
 
 def add_cold_items(rec, css: ColdStartSplit) -> int:

@@ -17,6 +17,39 @@ from edgerec.evaluation.metrics import KS, rank_metrics, top_k
 Scorer = Callable[[np.ndarray, str], np.ndarray]
 
 
+def recommender_scorer(rec, item_ids: list, behaviour_vocab: list, split: LeaveOneOut) -> Scorer:
+    """Every catalog item's score from an ``edgerec.runtime.Recommender`` (``rec``): each
+    user's history as original ids (``item_ids[row - 1]``), behaviour labels and
+    timestamps, the request at the held-out event's time; the recommender's own
+    encoding, item matrix and scoring. Items it does not hold score -inf."""
+    index = {item_id: i + 1 for i, item_id in enumerate(item_ids)}
+    seq = split.sequences
+    n = len(item_ids)
+
+    def scorer(users: np.ndarray, stage: str) -> np.ndarray:
+        starts, ends = seq.offsets[users], split.history_end(stage)[users]
+        histories, behaviours, timestamps = [], [], []
+        for s, e in zip(starts, ends, strict=True):
+            histories.append([item_ids[i - 1] for i in seq.items[s:e]])
+            behaviours.append([behaviour_vocab[b] for b in seq.behaviours[s:e]])
+            timestamps.append(seq.timestamps[s:e].tolist())
+        results = rec.recommend_batch(
+            histories,
+            k=rec.n_items,
+            exclude_seen=False,  # the protocol masks seen items itself
+            behaviours=behaviours,
+            timestamps=timestamps,
+            now=seq.timestamps[ends].tolist(),  # when the held-out event happened
+        )
+        scores = np.full((len(users), n + 1), -np.inf)
+        for row, recs in enumerate(results):
+            cols = [index[r.item_id] for r in recs if r.item_id in index]
+            scores[row, cols] = [r.score for r in recs if r.item_id in index]
+        return scores
+
+    return scorer
+
+
 def mask_seen(scores: np.ndarray, split: LeaveOneOut, stage: str, users: np.ndarray) -> None:
     """Exclude padding and each user's earlier items (never the target itself), in place."""
     scores[:, 0] = -np.inf

@@ -17,45 +17,19 @@ from edgerec.export.parity import session
 
 
 def runtime_scorer(bundle: Path, manifest: dict, precision: str, split, *, threads: int = 2):
-    """Scores through ``edgerec.runtime.Recommender``: original ids, behaviour labels and
-    raw timestamps in, every catalog item's score out (the runtime's own encoding,
-    item matrix and scoring)."""
+    """Scores through ``edgerec.runtime.Recommender`` on the bundle: original ids,
+    behaviour labels and raw timestamps in, every catalog item's score out (the
+    runtime's own encoding, item matrix and scoring)."""
     import json
 
+    from edgerec.evaluation.protocol import recommender_scorer
     from edgerec.runtime import Recommender
 
     rec = Recommender.load(
         bundle, providers="cpu", threads=threads, precision=precision, scoring="graph"
     )
     ids = json.loads((bundle / manifest["item_ids"]).read_text())["ids"]
-    index = {item_id: i + 1 for i, item_id in enumerate(ids)}
-    vocab = manifest["behaviour_vocab"]
-    seq = split.sequences
-    n = len(ids)
-
-    def scorer(users: np.ndarray, stage: str) -> np.ndarray:
-        starts, ends = seq.offsets[users], split.history_end(stage)[users]
-        histories, behaviours, timestamps = [], [], []
-        for s, e in zip(starts, ends, strict=True):
-            histories.append([ids[i - 1] for i in seq.items[s:e]])
-            behaviours.append([vocab[b] for b in seq.behaviours[s:e]])
-            timestamps.append(seq.timestamps[s:e].tolist())
-        now = seq.timestamps[ends].tolist()  # the request: when the held-out event happened
-        results = rec.recommend_batch(
-            histories,
-            k=n,
-            exclude_seen=False,
-            behaviours=behaviours,
-            timestamps=timestamps,
-            now=now,
-        )
-        scores = np.full((len(users), n + 1), -np.inf, dtype=np.float32)
-        for row, recs in enumerate(results):
-            cols = [index[r.item_id] for r in recs]
-            scores[row, cols] = [r.score for r in recs]
-        return scores
-
-    return scorer
+    return recommender_scorer(rec, ids, manifest["behaviour_vocab"], split)
 
 
 def quality_report(

@@ -131,3 +131,32 @@ class TrainConfig:
         if "epochs" in values and "schedule" not in values:
             values["schedule"] = "cosine"  # configs written before the plateau schedule
         return cls(**values)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``--set`` values, ``model.dropout=0.3`` / ``train.lr=3e-3``, as {"model": {...},
+    "train": {...}} (each value read as JSON, else kept as the string); ValueError names
+    a malformed pair or a setting neither config has."""
+    import json
+
+    known = {
+        "model": {f.name for f in fields(ModelConfig)},
+        "train": {f.name for f in fields(TrainConfig)},
+    }
+    out: dict = {"model": {}, "train": {}}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        scope, _, name = key.partition(".")
+        if not sep or scope not in out or not name or not raw:
+            raise ValueError(f"--set {pair!r}: expected model.NAME=VALUE or train.NAME=VALUE")
+        if name not in known[scope]:
+            raise ValueError(
+                f"--set {pair!r}: {scope} has no setting {name!r} "
+                f"(settings: {', '.join(sorted(known[scope]))})"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[scope][name] = value
+    return out
