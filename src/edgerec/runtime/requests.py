@@ -166,14 +166,6 @@ def _seconds(x: object, where: str) -> int:
     return t
 
 
-def _request_time(t: object, prefix: Callable[[int], str], i: int) -> int:
-    """History ``i``'s request time; an int in range passes without its error name being
-    formatted (a batch of many histories checks one per history)."""
-    if type(t) is int and -_TS_LIMIT < t < _TS_LIMIT:
-        return t
-    return UNKNOWN_NOW if t is None else _seconds(t, f"{prefix(i)}now")
-
-
 class Batch(NamedTuple):
     """Histories as the graphs read them (docs/bundle.md): right-aligned (B, E) rows,
     behaviour codes and times with row 0 / 0 / 0 to the left of shorter histories, the
@@ -199,14 +191,6 @@ def per_history(values: object, n: int, name: str) -> list:
     return out
 
 
-def _history_list(value: object, prefix: Callable[[int], str], i: int, what: str) -> list:
-    """``as_list`` for one history's sequence; a list passes without its error name being
-    formatted (a batch reads one per history)."""
-    if type(value) is list and len(value) <= MAX_HISTORY:
-        return value
-    return as_list(value, f"{prefix(i)}{what}", MAX_HISTORY)
-
-
 def _flat(values: list, lengths: list[int], prefix: Callable, what: str) -> list | None:
     """The per-history lists of ``what`` laid end to end (None when none was given)."""
     if all(v is None for v in values):
@@ -215,7 +199,7 @@ def _flat(values: list, lengths: list[int], prefix: Callable, what: str) -> list
     for i, (v, n) in enumerate(zip(values, lengths, strict=True)):
         if v is None:
             raise ValueError(f"{prefix(i)}{what} missing (given for some histories, not all)")
-        items = _history_list(v, prefix, i, what)
+        items = as_list(v, f"{prefix(i)}{what}", MAX_HISTORY)
         if len(items) != n:
             raise ValueError(
                 f"{prefix(i)}{what} has {len(items)} entries but the history has {n} events"
@@ -238,7 +222,7 @@ def normalise(
     """``Batch`` of ``histories`` (each an id sequence) with their ``behaviours``,
     ``timestamps`` and ``nows`` (one entry per history, None where not given);
     ``prefix(i)`` starts the errors about history i ("", or "histories[3]: ")."""
-    lists = [_history_list(h, prefix, i, "history") for i, h in enumerate(histories)]
+    lists = [as_list(h, f"{prefix(i)}history", MAX_HISTORY) for i, h in enumerate(histories)]
     lengths = list(map(len, lists))
     if sum(lengths) > MAX_BATCH_EVENTS:
         raise ValueError(
@@ -279,7 +263,7 @@ def normalise(
     ):
         name = where("timestamps")
         times = [_seconds(x, name(i)) for i, x in enumerate(times)]
-    now = [_request_time(t, prefix, i) for i, t in enumerate(nows)]
+    now = [UNKNOWN_NOW if t is None else _seconds(t, f"{prefix(i)}now") for i, t in enumerate(nows)]
     if timestamps is None or all(t is None for t in timestamps):
         now = [UNKNOWN_NOW] * b
     unknown_items, unknown_behaviours = [()] * b, [()] * b
